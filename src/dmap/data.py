@@ -1,0 +1,101 @@
+"""Bundled MNIST digits and image I/O: the only place where [-1, 1] meets [0, 1] / uint8."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+TRAIN_FRACTION = 0.9
+
+
+@lru_cache(maxsize=None)
+def _mnist_raw() -> tuple[np.ndarray, np.ndarray]:
+    with resources.files("dmap.assets").joinpath("mnist.npz").open("rb") as f:
+        data = np.load(f)
+        return data["images"], data["labels"]
+
+
+def mnist_indices(split: str) -> np.ndarray:
+    """Indices into the bundled file for ``split``: per class, the first 90 % in file
+    order are ``train``, the last 10 % ``test``."""
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
+    _, labels = _mnist_raw()
+    out = []
+    for c in range(10):
+        idx = np.flatnonzero(labels == c)
+        cut = int(round(TRAIN_FRACTION * len(idx)))
+        out.append(idx[:cut] if split == "train" else idx[cut:])
+    return np.sort(np.concatenate(out))
+
+
+def mnist(split: str) -> tuple[Tensor, Tensor]:
+    """The bundled digits of ``split``: images ``[N, 1, 32, 32]`` float32 in [-1, 1]
+    (28 x 28 padded by 2 px of background) and int64 labels."""
+    images, labels = _mnist_raw()
+    idx = mnist_indices(split)
+    x = torch.from_numpy(np.pad(images[idx], ((0, 0), (2, 2), (2, 2)))).float()
+    return (x / 127.5 - 1).unsqueeze(1), torch.from_numpy(labels[idx].astype(np.int64))
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1]."""
+    return (x + 1) / 2
+
+
+def from_unit(x: Tensor) -> Tensor:
+    """[0, 1] -> [-1, 1]."""
+    return x * 2 - 1
+
+
+def list_images(paths: list[str | Path]) -> list[Path]:
+    """Expand files and directories (their image files, sorted) into image paths.
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the offending path."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"{p}: directory holds no image files")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or directory")
+    return out
+
+
+def load_image(path: str | Path) -> Tensor:
+    """An image file as ``[C, H, W]`` float32 in [-1, 1]; C = 1 for grey images,
+    3 for colour (alpha dropped)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            grey = im.mode in ("1", "L", "LA", "I", "I;16", "F")
+            arr = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"{path}: not a readable image ({e.__class__.__name__})") from None
+    x = torch.from_numpy(arr)
+    x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
+    return from_unit(x)
+
+
+def to_uint8(x: Tensor) -> np.ndarray:
+    """``[C, H, W]`` in [-1, 1] -> ``[H, W]`` or ``[H, W, 3]`` uint8 (values clipped)."""
+    a = (to_unit(x.detach().float().cpu()).clamp(0, 1) * 255).round().to(torch.uint8)
+    return a[0].numpy() if a.shape[0] == 1 else a.permute(1, 2, 0).numpy()
+
+
+def save_image(path: str | Path, x: Tensor) -> None:
+    """Write ``[C, H, W]`` in [-1, 1] as an 8-bit image."""
+    from PIL import Image
+
+    Image.fromarray(to_uint8(x)).save(path)

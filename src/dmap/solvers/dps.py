@@ -1,0 +1,51 @@
+"""Diffusion Posterior Sampling (Chung et al., ICLR 2023, arXiv 2209.14687, Alg. 1).
+
+For ``t = tau_N .. tau_1``::
+
+    x0_hat   = (x_t - sqrt(1 - ab_t) eps(x_t, t)) / sqrt(ab_t)
+    g        = grad_{x_t} ||y - A(x0_hat)||                 (per sample)
+    x'_prev  = mu(x_t, x0_hat) + sigma_t z                  (DDIM(eta); eta = 1: ancestral)
+    x_prev   = x'_prev - zeta g
+
+Argument names: zeta -> ``step_size``, N -> ``steps``.  One network evaluation with
+gradient per step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dmap.operators.base import Operator
+from dmap.priors.base import Prior
+from dmap.rng import Generators, randn
+from dmap.solvers.common import Callback, check_finite, measurement_grad
+
+
+def solve_dps(
+    prior: Prior,
+    operator: Operator,
+    y: Tensor,
+    *,
+    steps: int = 1000,
+    step_size: float = 1.0,
+    eta: float = 1.0,
+    clamp: bool = True,
+    generator: Generators = None,
+    callback: Callback = None,
+) -> Tensor:
+    """Solve ``y = A(x) + n`` with DPS; returns ``x0 [B, C, H, W]`` in [-1, 1]."""
+    schedule = prior.schedule
+    x = randn((y.shape[0], *prior.shape), generator, y)
+    for i, (t, t_prev) in enumerate(schedule.pairs(steps)):
+        x = x.detach().requires_grad_(True)
+        x0_hat = prior.x0(x, t)
+        g, residual = measurement_grad(x, x0_hat, operator, y, clamp)
+        with torch.no_grad():
+            mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
+            x = mu + sigma * randn(x.shape, generator, x) - step_size * g
+        check_finite(x, "dps", i, t, step_size)
+        if callback is not None:
+            callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach(), "residual": residual,
+                      "grad_norm": g.reshape(len(g), -1).norm(dim=1)})
+    return x.detach().clamp(-1, 1)

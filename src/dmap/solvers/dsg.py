@@ -1,0 +1,66 @@
+"""Diffusion with Spherical Gaussian constraint (Yang et al., ICML 2024, arXiv 2402.03201).
+
+For ``t = tau_N .. tau_1``::
+
+    x0_hat   = (x_t - sqrt(1 - ab_t) eps(x_t, t)) / sqrt(ab_t)
+    x'_prev  = mu + sigma_t z,        d = x'_prev - mu,        r = sqrt(n) sigma_t
+    g        = grad_{x_t} ||y - A(x0_hat)||                  (every ``interval`` steps)
+    d*       = -r g / ||g||
+    d_m      = d + g_r (d* - d)
+    x_prev   = mu + r d_m / ||d_m||                          (projection on the sphere)
+
+Argument names: g_r -> ``guidance_rate``, n = C*H*W.  One network evaluation per step,
+with gradient on guided steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from dmap.operators.base import Operator
+from dmap.priors.base import Prior
+from dmap.rng import Generators, randn
+from dmap.solvers.common import Callback, check_finite, measurement_grad, per_sample_norm, project_to_sphere
+
+
+def solve_dsg(
+    prior: Prior,
+    operator: Operator,
+    y: Tensor,
+    *,
+    steps: int = 1000,
+    guidance_rate: float = 0.1,
+    interval: int = 1,
+    eta: float = 1.0,
+    clamp: bool = True,
+    generator: Generators = None,
+    callback: Callback = None,
+) -> Tensor:
+    """Solve ``y = A(x) + n`` with DSG; returns ``x0 [B, C, H, W]`` in [-1, 1]."""
+    schedule = prior.schedule
+    n = math.prod(prior.shape)
+    x = randn((y.shape[0], *prior.shape), generator, y)
+    for i, (t, t_prev) in enumerate(schedule.pairs(steps)):
+        guided = i % interval == 0
+        x = x.detach().requires_grad_(guided)
+        with torch.set_grad_enabled(guided):
+            x0_hat = prior.x0(x, t)
+        with torch.no_grad():
+            mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
+            d = sigma * randn(x.shape, generator, x)
+        info = {}
+        if guided:
+            g, residual = measurement_grad(x, x0_hat, operator, y, clamp)
+            r = math.sqrt(n) * sigma
+            d_star = -r * g / per_sample_norm(g).clamp_min(1e-30)
+            d = d + guidance_rate * (d_star - d)
+            d = project_to_sphere(mu + d, mu, r) - mu
+            info = {"residual": residual, "grad_norm": g.reshape(len(g), -1).norm(dim=1)}
+        x = (mu + d).detach()
+        check_finite(x, "dsg", i, t, guidance_rate)
+        if callback is not None:
+            callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach(), **info})
+    return x.clamp(-1, 1)
