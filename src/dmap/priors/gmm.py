@@ -28,18 +28,29 @@ LOG_2PI = math.log(2 * math.pi)
 
 
 class GaussianMixture:
-    """A Gaussian mixture in R^d, stored in float64 as weights, means and
-    eigendecompositions: ``log_weights [K]``, ``means [K, d]``, ``eigvecs [K, d, d]``
-    (columns are eigenvectors), ``eigvals [K, d]`` (all > 0)."""
+    """A Gaussian mixture in R^d, stored in float64 in principal-subspace form.
 
-    def __init__(self, log_weights: Tensor, means: Tensor, eigvecs: Tensor, eigvals: Tensor) -> None:
+    Component k has mean ``mu_k``, orthonormal directions ``Q_k [d, r]`` with variances
+    ``l_k [r]`` along them, and variance ``s_k`` in every direction orthogonal to them::
+
+        Sigma_k = Q_k diag(l_k) Q_k^T + s_k (I - Q_k Q_k^T)
+
+    (a mixture of probabilistic PCA models; ``r = d`` gives a general covariance and
+    ``s_k`` is unused).  Arguments: ``log_weights [K]``, ``means [K, d]``,
+    ``eigvecs [K, d, r]``, ``eigvals [K, r]``, ``residual [K]``.
+    """
+
+    def __init__(
+        self, log_weights: Tensor, means: Tensor, eigvecs: Tensor, eigvals: Tensor, residual: Tensor | None = None
+    ) -> None:
         self.log_weights = torch.log_softmax(log_weights.double(), 0)
         self.means = means.double()
         self.eigvecs = eigvecs.double()
         self.eigvals = eigvals.double()
-        if (self.eigvals <= 0).any():
+        self.residual = (torch.ones(self.K) if residual is None else residual).double()
+        if (self.eigvals <= 0).any() or (self.r < self.d and (self.residual <= 0).any()):
             raise ValueError("covariances must be positive definite")
-        self._cast: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
+        self._cast: dict[tuple, tuple[Tensor, ...]] = {}
 
     @property
     def K(self) -> int:
@@ -49,47 +60,71 @@ class GaussianMixture:
     def d(self) -> int:
         return self.means.shape[1]
 
-    def _params(self, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(Q_cat [d, K*d], mean projections mu_k^T Q_k [K, d], eigvals)`` in the dtype
-        and device of ``like``, cached."""
+    @property
+    def r(self) -> int:
+        return self.eigvecs.shape[2]
+
+    def _params(self, like: Tensor) -> tuple[Tensor, ...]:
+        """``Q_cat [d, K*r]``, ``mu_k^T Q_k [K, r]``, means, ``|mu_k|^2``, eigvals, residual
+        variances, log weights; in the dtype and device of ``like``, cached."""
         key = (like.dtype, like.device)
         if key not in self._cast:
-            q_cat = self.eigvecs.permute(1, 0, 2).reshape(self.d, self.K * self.d)
+            q_cat = self.eigvecs.permute(1, 0, 2).reshape(self.d, self.K * self.r)
             mu_q = torch.einsum("kd,kde->ke", self.means, self.eigvecs)
-            self._cast[key] = tuple(a.to(like) for a in (q_cat, mu_q, self.eigvals))
+            parts = (q_cat, mu_q, self.means, (self.means**2).sum(1), self.eigvals, self.residual, self.log_weights)
+            self._cast[key] = tuple(a.to(like) for a in parts)
         return self._cast[key]
 
-    def _whiten(self, x: Tensor, ab: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """For ``x [B, d]`` and ``ab [B, 1]``: coordinates ``z = Q_k^T (x - sqrt(ab) mu_k)``
-        ``[B, K, d]``, variances ``v = ab l_k + 1 - ab`` and the log densities of each
-        component ``[B, K]``."""
-        q_cat, mu_q, lam = self._params(x)
-        ab = ab.reshape(-1, 1, 1)
-        z = (x @ q_cat).reshape(x.shape[0], self.K, self.d) - ab.sqrt() * mu_q
-        v = ab * lam + (1 - ab)
-        log_n = -0.5 * ((z * z / v).sum(-1) + v.log().sum(-1) + self.d * LOG_2PI)
-        return z, v, log_n
+    def _components(self, x: Tensor, ab: Tensor) -> tuple[Tensor, ...]:
+        """For ``x [B, d]`` and ``ab [B, 1]``, with ``u_k = x - sqrt(ab) mu_k``: principal
+        coordinates ``z = Q_k^T u_k [B, K, r]``, their variances ``v = ab l_k + 1 - ab``, the
+        residual variances ``v_c = ab s_k + 1 - ab [B, K]`` and the component log-densities
+        ``log N(x; sqrt(ab) mu_k, ab Sigma_k + (1 - ab) I)`` ``[B, K]``."""
+        q_cat, mu_q, means, mu_sq, lam, res, _ = self._params(x)
+        B, a = x.shape[0], ab.reshape(-1, 1)
+        z = (x @ q_cat).reshape(B, self.K, self.r) - a.unsqueeze(-1).sqrt() * mu_q
+        v = a.unsqueeze(-1) * lam + (1 - a.unsqueeze(-1))
+        v_c = a * res + (1 - a)
+        quad = (z * z / v).sum(-1)
+        log_det = v.log().sum(-1)
+        if self.r < self.d:  # |u|^2 - |z|^2: the energy outside the principal subspace
+            u_sq = (x * x).sum(1, keepdim=True) - 2 * a.sqrt() * (x @ means.T) + a * mu_sq
+            quad = quad + (u_sq - (z * z).sum(-1)).clamp_min(0) / v_c
+            log_det = log_det + (self.d - self.r) * v_c.log()
+        return z, v, v_c, -0.5 * (quad + log_det + self.d * LOG_2PI)
+
+    def _ab(self, x: Tensor, ab: Tensor | float) -> Tensor:
+        return torch.as_tensor(ab, dtype=x.dtype, device=x.device).reshape(-1, 1).expand(x.shape[0], 1)
 
     def log_prob(self, x: Tensor, ab: Tensor | float = 1.0) -> Tensor:
         """``log p_t(x)`` of the noised mixture, ``x [B, d]``, ``ab`` scalar or ``[B, 1]``."""
-        ab = torch.as_tensor(ab, dtype=x.dtype, device=x.device).reshape(-1, 1)
-        _, _, log_n = self._whiten(x, ab)
-        return torch.logsumexp(log_n + self.log_weights.to(x), dim=1)
+        log_n = self._components(x, self._ab(x, ab))[3]
+        return torch.logsumexp(log_n + self._params(x)[6], dim=1)
 
     def score(self, x: Tensor, ab: Tensor | float = 1.0) -> Tensor:
-        """``grad_x log p_t(x) = -sum_k w_k(x) Q_k diag(1/v_k) Q_k^T (x - sqrt(ab) mu_k)``
-        with responsibilities ``w_k(x)``; ``x [B, d]``, ``ab`` scalar or ``[B, 1]``."""
-        ab = torch.as_tensor(ab, dtype=x.dtype, device=x.device).reshape(-1, 1)
-        z, v, log_n = self._whiten(x, ab)
-        w = torch.softmax(log_n + self.log_weights.to(x), dim=1)
-        q_cat = self._params(x)[0]
-        return -((w.unsqueeze(-1) * z / v).reshape(x.shape[0], -1) @ q_cat.T)
+        """``grad_x log p_t(x) = -sum_k w_k(x) (ab Sigma_k + (1 - ab) I)^-1 u_k`` with the
+        responsibilities ``w_k(x)``; ``x [B, d]``, ``ab`` scalar or ``[B, 1]``.  In the
+        principal form, ``(...)^-1 u_k = Q_k (z_k / v_k - z_k / v_c) + u_k / v_c``."""
+        a = self._ab(x, ab)
+        z, v, v_c, log_n = self._components(x, a)
+        q_cat, _, means, _, _, _, log_w = self._params(x)
+        w = torch.softmax(log_n + log_w, dim=1)
+        if self.r == self.d:
+            return -((w.unsqueeze(-1) * z / v).reshape(x.shape[0], -1) @ q_cat.T)
+        coef = w.unsqueeze(-1) * z * (1 / v - 1 / v_c.unsqueeze(-1))
+        wc = w / v_c
+        return -(coef.reshape(x.shape[0], -1) @ q_cat.T + wc.sum(1, keepdim=True) * x - a.sqrt() * (wc @ means))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` exact samples ``[n, d]`` (float64)."""
         k = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
-        z = torch.randn(n, self.d, generator=generator, dtype=torch.float64)
-        return self.means[k] + torch.einsum("nde,ne->nd", self.eigvecs[k], self.eigvals[k].sqrt() * z)
+        z = torch.randn(n, self.r, generator=generator, dtype=torch.float64)
+        x = self.means[k] + torch.einsum("nde,ne->nd", self.eigvecs[k], self.eigvals[k].sqrt() * z)
+        if self.r < self.d:
+            e = torch.randn(n, self.d, generator=generator, dtype=torch.float64)
+            e = e - torch.einsum("nde,nfe,nf->nd", self.eigvecs[k], self.eigvecs[k], e)
+            x = x + self.residual[k].sqrt().unsqueeze(1) * e
+        return x
 
     def mean(self) -> Tensor:
         """Mixture mean ``sum_k pi_k mu_k`` ``[d]``."""
@@ -97,12 +132,21 @@ class GaussianMixture:
 
     def variance(self) -> Tensor:
         """Per-coordinate variance ``[d]``: ``sum_k pi_k (diag Sigma_k + mu_k^2) - mean^2``."""
-        diag = torch.einsum("kde,ke->kd", self.eigvecs**2, self.eigvals)
+        diag = torch.einsum("kde,ke->kd", self.eigvecs**2, self._excess())
+        if self.r < self.d:
+            diag = diag + self.residual.unsqueeze(1)
         return self.log_weights.exp() @ (diag + self.means**2) - self.mean() ** 2
 
     def covariances(self) -> Tensor:
         """Dense ``Sigma_k`` ``[K, d, d]``."""
-        return torch.einsum("kde,ke,kfe->kdf", self.eigvecs, self.eigvals, self.eigvecs)
+        cov = torch.einsum("kde,ke,kfe->kdf", self.eigvecs, self._excess(), self.eigvecs)
+        if self.r < self.d:
+            cov = cov + self.residual[:, None, None] * torch.eye(self.d, dtype=torch.float64)
+        return cov
+
+    def _excess(self) -> Tensor:
+        """Variances along ``Q_k`` in excess of the isotropic part ``s_k`` ``[K, r]``."""
+        return self.eigvals - self.residual.unsqueeze(1) if self.r < self.d else self.eigvals
 
     def condition(self, A: Tensor, sigma_y: float) -> "LinearGaussianPosterior":
         """The posterior family ``p(x0 | y)`` for ``y = A x0 + sigma_y n``, ``A [m, d]``."""
@@ -162,13 +206,15 @@ class LinearGaussianPosterior:
 
 
 def fit_mixture(
-    x: Tensor, labels: Tensor, per_class: int = 2, floor: float = 2e-3, iters: int = 20
+    x: Tensor, labels: Tensor, per_class: int = 2, rank: int = 96, floor: float = 1e-3, iters: int = 20
 ) -> GaussianMixture:
     """Fit a mixture to ``x [N, d]``: ``per_class`` k-means clusters within each label
-    (deterministic farthest-point start), each a Gaussian with the cluster's mean and
-    covariance plus ``floor * I``; weights are the cluster fractions."""
+    (deterministic farthest-point start), each a probabilistic-PCA Gaussian: the cluster
+    mean, the top ``rank`` eigenpairs of its covariance, and the mean of the remaining
+    eigenvalues as the residual variance (Tipping & Bishop 1999), all floored at
+    ``floor``; weights are the cluster fractions."""
     x = x.double()
-    weights, means, covs = [], [], []
+    weights, means, vecs, vals, residuals = [], [], [], [], []
     for c in labels.unique():
         xc = x[labels == c]
         centers = xc[:1]
@@ -180,11 +226,15 @@ def fit_mixture(
             centers = torch.stack([xc[assign == j].mean(0) for j in range(per_class)])
         for j in range(per_class):
             xj = xc[assign == j]
+            lam, q = torch.linalg.eigh(torch.cov(xj.T, correction=1))
+            lam, q = lam.flip(0).clamp_min(floor), q.flip(1)
             weights.append(len(xj))
             means.append(xj.mean(0))
-            covs.append(torch.cov(xj.T, correction=1) + floor * torch.eye(x.shape[1], dtype=torch.float64))
-    lam, q = torch.linalg.eigh(torch.stack(covs))
-    return GaussianMixture(torch.tensor(weights, dtype=torch.float64).log(), torch.stack(means), q, lam.clamp_min(floor))
+            vecs.append(q[:, :rank])
+            vals.append(lam[:rank])
+            residuals.append(lam[rank:].mean().clamp_min(floor) if rank < len(lam) else torch.tensor(1.0))
+    return GaussianMixture(torch.tensor(weights, dtype=torch.float64).log(), torch.stack(means),
+                           torch.stack(vecs), torch.stack(vals), torch.stack(residuals))
 
 
 class GMMPrior(Prior):
@@ -208,26 +258,27 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DMAP_CACHE_DIR") or Path.home() / ".cache" / "dmap")
 
 
-def load_gmm_mnist(per_class: int = 2, floor: float = 2e-3) -> GMMPrior:
-    """``gmm-mnist``: ``per_class`` x 10 components fitted on the bundled train digits
-    (32 x 32), cached in :func:`cache_dir` keyed by the data and the fit settings."""
+def load_gmm_mnist(per_class: int = 2, rank: int = 96, floor: float = 1e-3) -> GMMPrior:
+    """``gmm-mnist``: ``per_class`` x 10 probabilistic-PCA components of ``rank``
+    fitted on the bundled train digits (32 x 32), cached in :func:`cache_dir` keyed by
+    the data and the fit settings."""
     from safetensors.torch import load_file, save_file
 
     from dmap.data import mnist
 
     images, labels = mnist("train")
     key = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:12]
-    path = cache_dir() / f"gmm-mnist-{key}-k{per_class}-f{floor:g}.safetensors"
+    path = cache_dir() / f"gmm-mnist-{key}-k{per_class}-r{rank}-f{floor:g}.safetensors"
     if path.exists():
         t = load_file(path)
-        mixture = GaussianMixture(t["log_weights"], t["means"], t["eigvecs"], t["eigvals"])
+        mixture = GaussianMixture(t["log_weights"], t["means"], t["eigvecs"], t["eigvals"], t["residual"])
     else:
         start = time.perf_counter()
-        mixture = fit_mixture(images.reshape(len(images), -1), labels, per_class, floor)
+        mixture = fit_mixture(images.reshape(len(images), -1), labels, per_class, rank, floor)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tensors = dict(log_weights=mixture.log_weights, means=mixture.means,
-                       eigvecs=mixture.eigvecs, eigvals=mixture.eigvals)
+                       eigvecs=mixture.eigvecs, eigvals=mixture.eigvals, residual=mixture.residual)
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={"fit_seconds": f"{time.perf_counter() - start:.1f}"})
         os.replace(tmp, path)

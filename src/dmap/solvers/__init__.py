@@ -35,6 +35,11 @@ class Method:
         steps = options["steps"]
         return steps + (steps - 1) * options.get("inner_steps", 0)
 
+    def steps_for(self, nfe: int, options: dict) -> int:
+        """The largest number of steps whose cost is at most ``nfe`` evaluations."""
+        k = options.get("inner_steps", 0)
+        return max(1, (nfe + k) // (1 + k))
+
 
 METHODS: dict[str, Method] = {
     "dps": Method("dps", solve_dps, {"steps": 1000, "step_size": 1.0, "eta": 1.0, "clamp": True},

@@ -1,0 +1,68 @@
+"""Step-size search on training images: coarse log grid, then refinement around the best."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from torch import Tensor
+
+from dmap.metrics import psnr
+from dmap.operators.tasks import Task
+from dmap.priors.base import Prior
+from dmap.rng import sample_generators
+from dmap.solvers import METHODS, NonFiniteError, resolve_options
+
+# the option searched per method, its coarse grid and the refinement factors
+SEARCH: dict[str, tuple[str, list[float], list[float]]] = {
+    "dps": ("step_size", [0.1, 0.3, 1.0, 3.0, 10.0], [0.58, 1.73]),
+    "dmap": ("step_size", [0.1, 0.3, 1.0, 3.0, 10.0], [0.58, 1.73]),
+    "dsg": ("guidance_rate", [0.05, 0.1, 0.2, 0.4, 0.8], [0.71, 1.41]),
+}
+DMAP_INNER_STEPS = [1, 2, 3, 5]
+
+
+def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: int, options: dict) -> float:
+    """Mean PSNR of ``method`` with ``options`` on ``(x, y)``; -inf if it diverges."""
+    try:
+        out = METHODS[method].fn(prior, task.operator, y, generator=sample_generators(seed, len(x)), **options)
+    except NonFiniteError:
+        return -math.inf
+    return float(psnr(out, x).mean())
+
+
+def tune(
+    prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, *, nfe: int = 1000, seed: int = 0,
+    log: Callable[[dict], None] | None = None,
+) -> tuple[dict, list[dict]]:
+    """Search ``method``'s step size (and K for DMAP) at a budget of ``nfe`` network
+    evaluations per image, maximizing the mean PSNR on ``(x, y)`` — which must be
+    training images.  Returns the best options and every trial."""
+    key, coarse, refine = SEARCH[method]
+    m = METHODS[method]
+    trials: list[dict] = []
+
+    def run(value: float, **extra) -> float:
+        opts = resolve_options(method, "", "", **{key: float(f"{value:.3g}")}, **extra)
+        opts["steps"] = m.steps_for(nfe, opts)
+        score = evaluate(prior, task, method, x, y, seed, opts)
+        trials.append({**opts, "nfe": m.nfe(opts), "psnr": score})
+        if log is not None:
+            log(trials[-1])
+        return score
+
+    def best() -> dict:
+        return max(trials, key=lambda r: r["psnr"])
+
+    for v in coarse:
+        run(v)
+    if method == "dmap":
+        for k in DMAP_INNER_STEPS:
+            if k != best()["inner_steps"]:
+                run(best()[key], inner_steps=k)
+    center = best()
+    extra = {"inner_steps": center["inner_steps"]} if method == "dmap" else {}
+    for f in refine:
+        run(center[key] * f, **extra)
+    chosen = {k: v for k, v in best().items() if k in ("steps", key, "inner_steps")}
+    return chosen, trials

@@ -1,0 +1,140 @@
+import math
+
+import pytest
+import torch
+
+from conftest import random_mixture
+from dmap.operators import make_task
+from dmap.priors.gmm import GMMPrior
+from dmap.rng import sample_generators
+from dmap.schedule import Schedule
+from dmap.solvers import METHODS, NonFiniteError, project_to_sphere, resolve_options, solve
+
+SHAPE = (1, 4, 4)
+OPTIONS = {
+    "dps": {"steps": 12, "step_size": 0.3},
+    "dsg": {"steps": 12, "guidance_rate": 0.2},
+    "dmap": {"steps": 6, "step_size": 0.3, "inner_steps": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny deterministic prior (exact mixture on 4 x 4 images) and an inpainting task."""
+    prior = GMMPrior(random_mixture(d=16, K=2, r=4, seed=0, scale=0.5), Schedule.linear(), SHAPE, "tiny")
+    task = make_task("inpaint-random", SHAPE, generator=torch.Generator().manual_seed(0))
+    x = random_mixture(d=16, K=2, r=4, seed=0, scale=0.5).sample(3, torch.Generator().manual_seed(1))
+    x = x.reshape(3, *SHAPE)
+    y = task.simulate(x, generator=sample_generators(2, 3))
+    return prior, task, x, y
+
+
+def run(method, tiny, generator, y=None):
+    prior, task, _, y0 = tiny
+    return solve(method, prior, task, y0 if y is None else y, generator=generator, **OPTIONS[method])
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_batch_equals_loop_over_images(method, tiny):
+    y = tiny[3]
+    batch = run(method, tiny, sample_generators(5, 3), y)
+    single = torch.cat([run(method, tiny, sample_generators(5, 1, offset=i), y[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batch, single, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_fixed_seed_is_reproducible_and_ignores_global_seed(method, tiny):
+    torch.manual_seed(0)
+    a = run(method, tiny, sample_generators(7, 3))
+    torch.manual_seed(123)
+    torch.randn(10)
+    b = run(method, tiny, sample_generators(7, 3))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, run(method, tiny, sample_generators(8, 3)))
+
+
+# pinned outputs of the tiny configuration: a refactor that changes a number fails here
+GOLDEN = {
+    "dps": [-0.178962, -0.192183, -0.364128, 0.031434, -0.155162, -0.091949, -0.422029, -0.05221, -0.592891,
+            0.076001, -0.30063, 0.540548],
+    "dsg": [-0.642109, -0.172607, -0.341581, 0.340579, -0.718516, 0.011055, -0.267962, 0.314925, -0.713752,
+            0.090647, -0.255439, 0.339875],
+    "dmap": [-0.363282, -0.178875, -0.332841, 0.040804, -0.002591, -0.19103, -0.357679, -0.211623, -0.674683,
+             -0.007746, -0.302462, 0.359838],
+}
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_golden_values(method, tiny):
+    out = run(method, tiny, sample_generators(3, 3))
+    assert out.dtype == torch.float64 and out.shape == (3, *SHAPE)
+    got = [round(float(v), 6) for v in out.reshape(3, -1)[:, :4].flatten()]
+    assert got == pytest.approx(GOLDEN[method], abs=1e-6)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_network_evaluations_match_the_budget(method, tiny):
+    prior, task, _, y = tiny
+    calls = {"n": 0}
+    original = prior.score
+
+    def counted(x, t):
+        calls["n"] += x.shape[0]
+        return original(x, t)
+
+    prior.score = counted
+    try:
+        run(method, tiny, sample_generators(0, 3))
+    finally:
+        del prior.score
+    opts = resolve_options(method, "tiny", task.name, **OPTIONS[method])
+    assert calls["n"] == 3 * METHODS[method].nfe(opts)
+
+
+def test_dmap_budget_arithmetic():
+    m = METHODS["dmap"]
+    opts = {"steps": m.steps_for(1000, {"inner_steps": 3}), "inner_steps": 3}
+    assert opts["steps"] == 250 and m.nfe(opts) == 997
+    assert METHODS["dps"].steps_for(1000, {}) == 1000
+
+
+def test_sphere_projection_lands_on_the_sphere():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 1, 8, 8, generator=g, dtype=torch.float64)
+    c = torch.randn(5, 1, 8, 8, generator=g, dtype=torch.float64)
+    r = torch.rand(5, 1, 1, 1, generator=g, dtype=torch.float64) * 3
+    p = project_to_sphere(x, c, r)
+    torch.testing.assert_close((p - c).reshape(5, -1).norm(dim=1), r.flatten(), rtol=1e-14, atol=1e-14)
+    # the same direction from the centre
+    cos = ((p - c) * (x - c)).reshape(5, -1).sum(1) / ((p - c).reshape(5, -1).norm(dim=1) * (x - c).reshape(5, -1).norm(dim=1))
+    torch.testing.assert_close(cos, torch.ones(5, dtype=torch.float64))
+
+
+def test_non_finite_values_name_step_and_step_size(tiny):
+    prior, task, _, y = tiny
+    with pytest.raises(NonFiniteError, match=r"step \d+ \(t=\d+\) with step size 1e\+300"):
+        solve("dps", prior, task, y, steps=5, step_size=1e300, generator=sample_generators(0, 3))
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"steps": 0}, "steps"),
+    ({"step_size": math.inf}, "step size"),
+    ({"step_size": -1.0}, "step size"),
+    ({"inner_steps": 0}, "inner steps"),
+    ({"bogus": 1}, "no option bogus"),
+])
+def test_bad_options(bad, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_options("dmap", "gmm-mnist", "sr4", **bad)
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="unknown method"):
+        resolve_options("ddrm", "gmm-mnist", "sr4")
+
+
+def test_prior_task_shape_mismatch(tiny):
+    prior, _, _, _ = tiny
+    task = make_task("sr4", (1, 8, 8))
+    with pytest.raises(ValueError, match="prior expects"):
+        solve("dps", prior, task, torch.zeros(1, 1, 2, 2))
