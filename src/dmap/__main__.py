@@ -1,0 +1,3 @@
+from dmap.cli import run
+
+run()

@@ -1,0 +1,175 @@
+"""The library's own small epsilon-predicting UNet and the prior that wraps it.
+
+A DDPM UNet (Ho et al. 2020) cut to size for 32 x 32 digits: sinusoidal time
+embedding, residual blocks with group norm, self-attention at the lowest resolution,
+strided-convolution down- and nearest-neighbour up-sampling, skip connections by
+concatenation.  Output layers are zero-initialized.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dmap.priors.base import Prior
+from dmap.schedule import Schedule
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding ``[B, dim]`` of integer timesteps ``t [B]``."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float().unsqueeze(1) * freqs
+    return torch.cat([args.cos(), args.sin()], dim=1)
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, t_dim: int, groups: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.temb = nn.Linear(t_dim, c_out)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = _zero(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.temb(temb)[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    def __init__(self, c: int, groups: int, heads: int = 4) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, c)
+        self.qkv = nn.Conv2d(c, 3 * c, 1)
+        self.proj = _zero(nn.Conv2d(c, c, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W).transpose(-1, -2).unbind(1)
+        h = F.scaled_dot_product_attention(q, k, v)  # [B, heads, HW, C/heads]
+        return x + self.proj(h.transpose(-1, -2).reshape(B, C, H, W))
+
+
+class UNet(nn.Module):
+    """``eps(x_t, t)`` for images ``[B, in_channels, size, size]``.
+
+    ``channels * mults[i]`` channels at resolution ``size / 2^i``, ``res_blocks``
+    residual blocks per level on the way down (one more on the way up), attention at
+    the resolutions in ``attention``."""
+
+    def __init__(
+        self, in_channels: int = 1, channels: int = 32, mults: tuple[int, ...] = (1, 2, 4),
+        res_blocks: int = 1, attention: tuple[int, ...] = (8,), size: int = 32, groups: int = 8,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.config = dict(in_channels=in_channels, channels=channels, mults=list(mults), res_blocks=res_blocks,
+                           attention=list(attention), size=size, groups=groups, dropout=dropout)
+        t_dim = 4 * channels
+        self.channels = channels
+        self.time = nn.Sequential(nn.Linear(channels, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
+        self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.down = nn.ModuleList()
+        skips, cur, res = [channels], channels, size
+        for i, m in enumerate(mults):
+            for _ in range(res_blocks):
+                self.down.append(nn.ModuleList([ResBlock(cur, channels * m, t_dim, groups, dropout),
+                                                Attention(channels * m, groups) if res in attention else nn.Identity()]))
+                cur = channels * m
+                skips.append(cur)
+            if i < len(mults) - 1:
+                self.down.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
+                skips.append(cur)
+                res //= 2
+        self.mid = nn.ModuleList([ResBlock(cur, cur, t_dim, groups, dropout), Attention(cur, groups),
+                                  ResBlock(cur, cur, t_dim, groups, dropout)])
+        self.up = nn.ModuleList()
+        for i, m in reversed(list(enumerate(mults))):
+            for _ in range(res_blocks + 1):
+                self.up.append(nn.ModuleList([ResBlock(cur + skips.pop(), channels * m, t_dim, groups, dropout),
+                                              Attention(channels * m, groups) if res in attention else nn.Identity()]))
+                cur = channels * m
+            if i > 0:
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+                                             nn.Conv2d(cur, cur, 3, padding=1)))
+                res *= 2
+        self.out = nn.Sequential(nn.GroupNorm(groups, cur), nn.SiLU(), _zero(nn.Conv2d(cur, in_channels, 3, padding=1)))
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        temb = self.time(timestep_embedding(t, self.channels))
+        h = self.conv_in(x)
+        hs = [h]
+        for layer in self.down:
+            if isinstance(layer, nn.ModuleList):
+                h = layer[1](layer[0](h, temb))
+            else:
+                h = layer(h)
+            hs.append(h)
+        h = self.mid[2](self.mid[1](self.mid[0](h, temb)), temb)
+        for layer in self.up:
+            if isinstance(layer, nn.ModuleList):
+                h = layer[1](layer[0](torch.cat([h, hs.pop()], 1), temb))
+            else:
+                h = layer(h)
+        return self.out(h)
+
+
+class UNetPrior(Prior):
+    """A diffusion prior given by an epsilon-predicting network."""
+
+    def __init__(self, net: nn.Module, schedule: Schedule, shape: tuple[int, int, int], name: str) -> None:
+        super().__init__(schedule, shape)
+        self.net = net
+        self.name = name
+
+    def eps(self, x_t: Tensor, t: Tensor | int) -> Tensor:
+        t = torch.as_tensor(t, dtype=torch.int64, device=x_t.device).reshape(-1).expand(x_t.shape[0])
+        return self.net(x_t.float(), t).to(x_t.dtype)
+
+
+class WeightsError(ValueError):
+    """A weights file that is missing, corrupt, truncated or of another architecture."""
+
+
+def load_unet_prior(weights: str | Path, config: str | Path | None = None, name: str | None = None) -> UNetPrior:
+    """Load a :class:`UNetPrior` from safetensors ``weights`` and its JSON ``config``
+    (default: the same path with ``.json``).  Raises :class:`WeightsError` with the
+    reason on anything unreadable."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(weights)
+    config = Path(config) if config else weights.with_suffix(".json")
+    try:
+        cfg = json.loads(config.read_text())
+        net = UNet(**cfg["architecture"])
+        state = load_file(str(weights))
+        net.load_state_dict(state, strict=True)
+    except FileNotFoundError as e:
+        raise WeightsError(f"{e.filename}: no such file") from None
+    except (SafetensorError, OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise WeightsError(f"{weights}: not a valid dmap UNet weights file ({e.__class__.__name__}: {e})") from None
+    except RuntimeError as e:
+        raise WeightsError(f"{weights}: weights do not match the architecture in {config.name}") from None
+    sched = cfg.get("schedule", {"kind": "linear", "T": 1000})
+    schedule = Schedule.cosine(sched["T"]) if sched["kind"] == "cosine" else Schedule.linear(sched["T"])
+    c = cfg["architecture"]["in_channels"]
+    s = cfg["architecture"]["size"]
+    return UNetPrior(net.eval(), schedule, (c, s, s), name or cfg.get("name", weights.stem))

@@ -1,0 +1,120 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dmap.cli import main
+from dmap.data import load_image, mnist, save_image
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    d = tmp_path_factory.mktemp("digits")
+    x, _ = mnist("test")
+    for i in (0, 500):
+        save_image(d / f"digit{i}.png", x[i])
+    return d
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("prior   gmm-mnist") for line in out)
+    assert sum(line.startswith("task ") for line in out) == 8
+    assert {line.split()[1] for line in out if line.startswith("method")} == {"dps", "dsg", "dmap"}
+
+
+def test_restore_writes_images_figure_and_json(digits, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["restore", str(digits), "--task", "sr4", "--method", "dmap", "--steps", "8",
+                 "--samples", "2", "--seed", "3", "--out", str(out), "--json"])
+    assert code == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(records) == 2
+    rec = records[0]
+    for key in ("input", "task", "method", "prior", "steps", "nfe", "sigma_y", "seed", "psnr", "ssim", "seconds", "output"):
+        assert key in rec
+    assert rec["steps"] == 8 and rec["nfe"] == 8 + 7 * rec["options"]["inner_steps"] and rec["sigma_y"] == 0.05
+    assert 5 < rec["psnr"] < 60 and len(rec["psnr_samples"]) == 2
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"digit{i}_{s}.png" for i in (0, 500)
+                           for s in ("restored_0", "restored_1", "measurement", "figure"))
+    assert load_image(out / "digit0_measurement.png").shape == (1, 32, 32)  # pinv view, upsampled
+    # the same command gives the same bits; solved alone, an image differs only by float32 rounding
+    again, alone = tmp_path / "again", tmp_path / "alone"
+    argv = ["--task", "sr4", "--method", "dmap", "--steps", "8", "--samples", "2", "--seed", "3", "--out"]
+    main(["restore", str(digits)] + argv + [str(again)])
+    main(["restore", str(digits / "digit500.png")] + argv + [str(alone)])
+
+    def read(path):
+        return np.asarray(Image.open(path)).astype(int)
+
+    assert np.array_equal(read(again / "digit500_restored_1.png"), read(out / "digit500_restored_1.png"))
+    assert np.abs(read(alone / "digit500_restored_1.png") - read(out / "digit500_restored_1.png")).max() <= 1
+
+
+def test_restore_observed(digits, tmp_path, capsys):
+    small = tmp_path / "small.png"
+    save_image(small, load_image(digits / "digit0.png")[:, ::4, ::4])
+    code = main(["restore", str(small), "--task", "sr4", "--method", "dps", "--steps", "5", "--observed",
+                 "--out", str(tmp_path / "o"), "--json"])
+    assert code == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["psnr"] is None and load_image(rec["output"]).shape == (1, 32, 32)
+
+
+def test_resize(tmp_path, capsys):
+    Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(tmp_path / "rgb.png")
+    assert main(["restore", str(tmp_path / "rgb.png"), "--task", "sr4", "--method", "dps",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "expects 1 x 32 x 32" in capsys.readouterr().err
+    assert main(["restore", str(tmp_path / "rgb.png"), "--task", "sr4", "--method", "dps", "--steps", "3",
+                 "--resize", "--out", str(tmp_path / "o")]) == 0
+
+
+def test_demo_runs_small(tmp_path, capsys):
+    assert main(["demo", "--images", "2", "--nfe", "12", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "inpaint-box" in out and "cs2" in out
+    assert Image.open(tmp_path / "demo.png").size[1] > 20 * 48
+
+
+BAD = [
+    (["restore", "{missing}", "--task", "sr4", "--method", "dps"], "no such file"),
+    (["restore", "{notimage}", "--task", "sr4", "--method", "dps"], "not a readable image"),
+    (["restore", "{empty}", "--task", "sr4", "--method", "dps"], "holds no image"),
+    (["restore", "{digit}", "--task", "sr5", "--method", "dps"], "unknown task"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "ddrm"], "unknown method"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--prior", "ffhq"], "unknown prior"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--steps", "0"], "steps"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--sigma-y", "-0.1"], "sigma-y"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--step-size", "nan"], "finite"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--step-size", "inf"], "finite"),
+    (["restore", "{digit}", "--task", "inpaint-box", "--method", "dps", "--observed"], "--observed"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--inner-steps", "2"], "dmap only"),
+    (["restore", "{digit}", "--method", "dps"], "--task"),
+    (["demo", "--images", "0"], "--images"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD)
+def test_bad_input_exits_2_with_one_line(argv, message, digits, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notimage.png").write_text("hello")
+    paths = {"missing": tmp_path / "nope.png", "notimage": tmp_path / "notimage.png", "empty": tmp_path / "empty",
+             "digit": digits / "digit0.png"}
+    argv = [a.format(**paths) for a in argv] + ["--out", str(tmp_path / "out")] * (argv[0] == "restore")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dmap: error:") and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_console_script_has_no_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dmap", "restore", str(tmp_path / "x.png"), "--task", "sr4",
+                        "--method", "dps", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "no such file" in r.stderr
