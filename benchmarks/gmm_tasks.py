@@ -77,7 +77,7 @@ def main() -> None:
             row = {"task": name, "method": method, "prior": prior.name, "images": args.images, "budget": args.nfe,
                    "nfe": nfe, "options": opts, "sigma_y": task.sigma_y, "psnr": p, "psnr_se": p_se,
                    "psnr_vs_mmse": pm, "psnr_vs_mmse_se": pm_se, "ssim": float(ssim(out, x).mean()),
-                   "seconds_per_image": seconds, "torch": torch.__version__, "machine": platform.machine()}
+                   "seconds_per_image": seconds, "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine()}
             with store.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             rows.append(row)
