@@ -118,3 +118,11 @@ def test_console_script_has_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dmap", "restore", str(tmp_path / "x.png"), "--task", "sr4",
                         "--method", "dps", "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no such file" in r.stderr
+
+
+def test_sample_writes_grid_and_npz(tmp_path, capsys):
+    assert main(["sample", "-n", "6", "--steps", "5", "--out", str(tmp_path / "g.png"), "--npz", str(tmp_path / "s.npz")]) == 0
+    assert Image.open(tmp_path / "g.png").size == (3 * 33 + 1, 2 * 33 + 1)
+    s = np.load(tmp_path / "s.npz")["samples"]
+    assert s.shape == (6, 1, 32, 32) and s.min() >= -1 and s.max() <= 1
+    assert main(["sample", "-n", "0", "--out", str(tmp_path / "h.png")]) == 2

@@ -101,3 +101,15 @@ def test_gmm_mnist(gmm_prior):
     eps = gmm_prior.eps(x, torch.tensor([10, 900]))
     assert eps.shape == x.shape and eps.dtype == torch.float32 and torch.isfinite(eps).all()
     torch.testing.assert_close(gmm_prior.score(x, 500), gmm_prior.schedule.eps_to_score(gmm_prior.eps(x, 500), 500))
+
+
+def test_unconditional_sampler_reproduces_the_mixture():
+    from dmap.solvers.sample import sample_prior
+
+    m = random_mixture(d=8, K=3, r=3, seed=12, scale=0.3)
+    prior = GMMPrior(m, Schedule.linear(), (1, 2, 4), "tiny")
+    n = 4000
+    x = sample_prior(prior, n, steps=1000, generator=torch.Generator().manual_seed(0)).double().reshape(n, -1)
+    se = (m.variance() / n).sqrt()
+    assert ((x.mean(0) - m.mean()).abs() < 5 * se).all()
+    torch.testing.assert_close(x.var(0), m.variance(), rtol=0.12, atol=0)

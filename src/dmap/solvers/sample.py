@@ -1,0 +1,31 @@
+"""Unconditional sampling from a prior: the reverse process alone.
+
+For ``t = tau_N .. tau_1``: ``x_prev = mu(x_t, x0_hat(x_t, t)) + sigma_t z`` with the
+DDIM(eta) step (eta = 1: ancestral DDPM, eta = 0: deterministic DDIM).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dmap.priors.base import Prior
+from dmap.rng import Generators, randn
+from dmap.solvers.common import Callback
+
+
+@torch.no_grad()
+def sample_prior(
+    prior: Prior, n: int, *, steps: int = 250, eta: float = 1.0, generator: Generators = None,
+    callback: Callback = None,
+) -> Tensor:
+    """``n`` samples ``[n, C, H, W]`` in [-1, 1] from ``prior`` with ``steps`` reverse steps."""
+    schedule = prior.schedule
+    x = randn((n, *prior.shape), generator, torch.empty(0, device=prior.device))
+    for i, (t, t_prev) in enumerate(schedule.pairs(steps)):
+        x0_hat = prior.x0(x, t)
+        mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
+        x = mu + sigma * randn(x.shape, generator, x)
+        if callback is not None:
+            callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
+    return x.clamp(-1, 1)

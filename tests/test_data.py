@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dmap.data import list_images, load_image, mnist, mnist_indices, save_image
+
+
+def test_mnist_split():
+    train, ytr = mnist("train")
+    test, yte = mnist("test")
+    counts = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
+    n_train = sum(round(0.9 * c) for c in counts)
+    assert n_train == 9001 and train.shape == (9001, 1, 32, 32) and test.shape == (999, 1, 32, 32)
+    assert train.dtype == torch.float32 and float(train.min()) == -1.0 and float(train.max()) == 1.0
+    # 2 px of background on every side
+    assert (train[:, :, :2] == -1).all() and (train[:, :, :, -2:] == -1).all()
+    total = torch.bincount(ytr, minlength=10) + torch.bincount(yte, minlength=10)
+    assert total.tolist() == [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
+    assert torch.bincount(yte, minlength=10).tolist() == [c - round(0.9 * c) for c in counts]
+    # per class, the first 90 % in file order are train
+    tr, te = mnist_indices("train"), mnist_indices("test")
+    assert len(np.intersect1d(tr, te)) == 0 and len(tr) + len(te) == 10000
+    zeros = np.arange(1001)
+    assert np.array_equal(tr[:901], zeros[:901]) and np.array_equal(te[:100], zeros[901:])
+    with pytest.raises(ValueError, match="unknown split"):
+        mnist("val")
+
+
+def test_image_round_trip(tmp_path):
+    x = mnist("test")[0][3]
+    save_image(tmp_path / "d.png", x)
+    torch.testing.assert_close(load_image(tmp_path / "d.png"), x, atol=1 / 255, rtol=0)
+    rgb = torch.rand(3, 10, 12) * 2 - 1
+    save_image(tmp_path / "c.png", rgb)
+    assert load_image(tmp_path / "c.png").shape == (3, 10, 12)
+    Image.fromarray(np.zeros((5, 5, 4), np.uint8)).save(tmp_path / "a.png")  # RGBA: alpha dropped
+    assert load_image(tmp_path / "a.png").shape == (3, 5, 5)
+
+
+def test_list_images(tmp_path):
+    save_image(tmp_path / "b.png", torch.zeros(1, 4, 4))
+    save_image(tmp_path / "a.png", torch.zeros(1, 4, 4))
+    (tmp_path / "notes.txt").write_text("x")
+    assert [p.name for p in list_images([tmp_path])] == ["a.png", "b.png"]
+    with pytest.raises(FileNotFoundError):
+        list_images([tmp_path / "none.png"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image"):
+        list_images([tmp_path / "empty"])

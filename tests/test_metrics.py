@@ -1,0 +1,43 @@
+import math
+
+import pytest
+import torch
+
+from dmap.metrics import frechet_distance, psnr, ssim
+
+
+def test_psnr_known_value():
+    x = torch.zeros(2, 1, 8, 8)
+    # an error of 0.1 in [-1, 1] is 0.05 on [0, 1]: MSE 0.0025, PSNR 26.02 dB
+    assert psnr(x + 0.1, x).tolist() == pytest.approx([10 * math.log10(1 / 0.0025)] * 2, abs=1e-4)
+
+
+def test_psnr_is_per_sample():
+    x = torch.zeros(2, 1, 8, 8)
+    y = x.clone()
+    y[1] += 0.2
+    p = psnr(y, x)
+    assert p[0] > 150 and p[1] == pytest.approx(10 * math.log10(1 / 0.01), abs=1e-3)
+
+
+def test_ssim_properties():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 32, 32, generator=g) * 2 - 1
+    assert ssim(x, x).tolist() == pytest.approx([1.0] * 3, abs=1e-6)
+    noisy = (x + 0.2 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    noisier = (x + 0.6 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    assert (ssim(noisier, x) < ssim(noisy, x)).all() and (ssim(noisy, x) < 1).all()
+    torch.testing.assert_close(ssim(noisy, x), ssim(x, noisy))
+    # constant images: SSIM reduces to the luminance term (2 m1 m2 + c1) / (m1^2 + m2^2 + c1)
+    a, b = torch.full((1, 1, 16, 16), 0.0), torch.full((1, 1, 16, 16), 0.5)  # 0.5 and 0.75 on [0, 1]
+    c1 = 0.01**2
+    assert float(ssim(a, b)) == pytest.approx((2 * 0.5 * 0.75 + c1) / (0.25 + 0.5625 + c1), abs=1e-6)
+
+
+def test_frechet_distance_of_gaussians():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(20000, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(20000, 3, generator=g, dtype=torch.float64) * 2 + torch.tensor([1.0, 0, 0], dtype=torch.float64)
+    # closed form for N(0, I) vs N(m, 4 I): |m|^2 + tr(I + 4I - 2 * 2I) = 1 + 3
+    assert frechet_distance(a, b) == pytest.approx(4.0, rel=0.05)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
