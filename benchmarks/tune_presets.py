@@ -1,16 +1,19 @@
 """Tune the shipped presets on *train* digits and write ``src/dmap/presets.json``.
 
-    python benchmarks/tune_presets.py [--prior gmm-mnist] [--images 16] [--nfe 1000]
+    python benchmarks/tune_presets.py [--prior gmm-mnist] [--images 16] [--nfe 1000] [--around PRIOR]
 
 For every task and method: a coarse-to-fine search of the step size (and K for DMAP)
 at an equal budget of ``--nfe`` network evaluations per image, maximizing mean PSNR on
 ``--images`` train digits.  Every trial is appended to
 ``benchmarks/results/tune_<prior>.jsonl``; a rerun skips the (task, method) pairs done.
+``--around gmm-mnist`` searches locally around that prior's presets (a cheaper search
+for an expensive network; see ``dmap.tune.tune``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import time
 from pathlib import Path
@@ -33,6 +36,7 @@ def main() -> None:
     ap.add_argument("--methods", default="dps,dsg,dmap")
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--nfe", type=int, default=1000)
+    ap.add_argument("--around", help="local search around this prior's presets (e.g. gmm-mnist), K kept")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -59,7 +63,10 @@ def main() -> None:
                     f.write(json.dumps({"task": task_name, "method": method, **trial}) + "\n")
                     f.flush()
                     print(task_name, method, trial, flush=True)
-                chosen, trials = tune(prior, task, method, x, y, nfe=args.nfe, log=log)
+                around = None
+                if args.around:
+                    around = dmap.solvers.resolve_options(method, args.around, task_name)
+                chosen, trials = tune(prior, task, method, x, y, nfe=args.nfe, around=around, log=log)
                 f.write(json.dumps({"task": task_name, "method": method, "chosen": True, "options": chosen,
                                     "images": args.images, "seconds": time.perf_counter() - start}) + "\n")
             done[(task_name, method)] = chosen
@@ -68,8 +75,10 @@ def main() -> None:
     table = presets["presets"].setdefault(args.prior, {})
     for (task_name, method), options in done.items():
         table.setdefault(task_name, {})[method] = options
-    presets["note"] = (f"produced by benchmarks/tune_presets.py: step sizes searched on {args.images} train digits "
-                       f"at {args.nfe} network evaluations per image (trials in benchmarks/results/tune_*.jsonl)")
+    presets.setdefault("notes", {})[args.prior] = (
+        f"produced by `python benchmarks/tune_presets.py {' '.join(sys.argv[1:])}`: step sizes searched on "
+        f"{args.images} train digits at {args.nfe} network evaluations per image "
+        f"(trials in benchmarks/results/tune_{args.prior}.jsonl)")
     presets_path.write_text(json.dumps(presets, indent=1, sort_keys=True) + "\n")
     print("wrote", presets_path)
 

@@ -22,6 +22,11 @@ SEARCH: dict[str, tuple[str, list[float], list[float]]] = {
 DMAP_INNER_STEPS = [1, 2, 3, 5]
 
 
+def r3(v: float) -> float:
+    """Three significant digits: the values tried are the values written down."""
+    return float(f"{v:.3g}")
+
+
 def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: int, options: dict) -> float:
     """Mean PSNR of ``method`` with ``options`` on ``(x, y)``; -inf if it diverges."""
     try:
@@ -33,17 +38,22 @@ def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: 
 
 def tune(
     prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, *, nfe: int = 1000, seed: int = 0,
-    log: Callable[[dict], None] | None = None,
+    around: dict | None = None, log: Callable[[dict], None] | None = None,
 ) -> tuple[dict, list[dict]]:
     """Search ``method``'s step size (and K for DMAP) at a budget of ``nfe`` network
     evaluations per image, maximizing the mean PSNR on ``(x, y)`` — which must be
-    training images.  Returns the best options and every trial."""
+    training images.  Returns the best options and every trial.
+
+    Full search: the coarse log grid of ``SEARCH``, then K in ``DMAP_INNER_STEPS`` for
+    DMAP, then two refinements around the best.  With ``around`` (options of a preset,
+    e.g. another prior's), a local search instead: the step size times 1/3, 1 and 3,
+    extended by factors of 3 while the best lies at an edge (K kept)."""
     key, coarse, refine = SEARCH[method]
     m = METHODS[method]
     trials: list[dict] = []
 
     def run(value: float, **extra) -> float:
-        opts = resolve_options(method, "", "", **{key: float(f"{value:.3g}")}, **extra)
+        opts = resolve_options(method, "", "", **{key: value}, **extra)
         opts["steps"] = m.steps_for(nfe, opts)
         score = evaluate(prior, task, method, x, y, seed, opts)
         trials.append({**opts, "nfe": m.nfe(opts), "psnr": score})
@@ -54,15 +64,28 @@ def tune(
     def best() -> dict:
         return max(trials, key=lambda r: r["psnr"])
 
+    if around is not None:
+        extra = {"inner_steps": around["inner_steps"]} if method == "dmap" else {}
+        grid = [r3(around[key] / 3), r3(around[key]), r3(around[key] * 3)]
+        for v in grid:
+            run(v, **extra)
+        for _ in range(2):
+            top = best()[key]
+            if top not in (min(grid), max(grid)):
+                break
+            grid.append(r3(top * 3 if top == max(grid) else top / 3))
+            run(grid[-1], **extra)
+        return {k: v for k, v in best().items() if k in ("steps", key, "inner_steps")}, trials
     for v in coarse:
         run(v)
     if method == "dmap":
+        center = best()
         for k in DMAP_INNER_STEPS:
-            if k != best()["inner_steps"]:
-                run(best()[key], inner_steps=k)
+            if k != center["inner_steps"]:
+                run(center[key], inner_steps=k)
     center = best()
     extra = {"inner_steps": center["inner_steps"]} if method == "dmap" else {}
     for f in refine:
-        run(center[key] * f, **extra)
+        run(r3(center[key] * f), **extra)
     chosen = {k: v for k, v in best().items() if k in ("steps", key, "inner_steps")}
     return chosen, trials
