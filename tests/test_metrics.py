@@ -41,3 +41,16 @@ def test_frechet_distance_of_gaussians():
     # closed form for N(0, I) vs N(m, 4 I): |m|^2 + tr(I + 4I - 2 * 2I) = 1 + 3
     assert frechet_distance(a, b) == pytest.approx(4.0, rel=0.05)
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_shipped_classifier_accuracy_and_fd():
+    from dmap.classifier import predict
+    from dmap.data import mnist
+    from dmap.metrics import fd_mnist
+
+    x, y = mnist("test")
+    assert (predict(x) == y).float().mean() >= 0.98
+    train = mnist("train")[0][:999]
+    noisy = (x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    # real digits against real digits are far closer than noisy digits against real ones
+    assert fd_mnist(train, x) < 0.2 * fd_mnist(noisy, x)
