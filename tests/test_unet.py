@@ -71,3 +71,20 @@ def test_corrupt_or_truncated_weights_give_a_clear_error(data, tmp_path, capsys)
         load_unet_prior(weights)
     with pytest.raises(WeightsError, match="no such file"):
         load_unet_prior(tmp_path / "missing.safetensors")
+
+
+def test_cli_refuses_corrupt_weights_with_exit_2(data, tmp_path, capsys):
+    weights = train_prior(data, tmp_path, name="w", architecture=TINY, steps=1, batch_size=4, warmup=1)
+    save = mnist("test")[0][0]
+    from dmap.data import save_image
+
+    save_image(tmp_path / "d.png", save)
+    argv = ["restore", str(tmp_path / "d.png"), "--task", "sr4", "--method", "dps", "--steps", "2",
+            "--prior", str(weights), "--out", str(tmp_path / "out")]
+    assert main(argv) == 0  # a prior trained with dmap train loads by path
+    weights.write_bytes(weights.read_bytes()[:100])
+    argv[-1] = str(tmp_path / "out2")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a valid dmap UNet weights file" in err
+    assert not (tmp_path / "out2").exists()

@@ -15,7 +15,7 @@ import torch
 import dmap
 from dmap.data import list_images, load_image, mnist, save_image
 from dmap.metrics import psnr, ssim
-from dmap.priors import DEFAULT_PRIOR, PRIORS
+from dmap.priors import DEFAULT_PRIOR, PRIORS, WeightsError
 from dmap.rng import seeded
 from dmap.solvers import METHODS, NonFiniteError, resolve_options
 
@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     r.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     r.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
-    r.add_argument("--prior", default=DEFAULT_PRIOR, help=f"one of: {', '.join(PRIORS)} (default {DEFAULT_PRIOR})")
+    r.add_argument("--prior", default=DEFAULT_PRIOR,
+                   help=f"one of: {', '.join(PRIORS)} (default {DEFAULT_PRIOR}), or weights from dmap train (.safetensors)")
     r.add_argument("--steps", type=int, help="reverse diffusion steps (default: the preset)")
     r.add_argument("--step-size", type=_finite, help="zeta of DPS / DMAP, or the guidance rate of DSG")
     r.add_argument("--inner-steps", type=int, help="K, DMAP's gradient steps per reverse step")
@@ -102,8 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_prior_task_method(prior: str, task: str, method: str) -> None:
     for kind, name, table in (("prior", prior, PRIORS), ("task", task, dmap.TASKS), ("method", method, METHODS)):
-        if name not in table:
-            raise UsageError(f"unknown {kind} {name!r}; choose from {', '.join(table)}")
+        if name not in table and not (kind == "prior" and name.endswith(".safetensors")):
+            raise UsageError(f"unknown {kind} {name!r}; choose from {', '.join(table)}"
+                             + " or a .safetensors file" * (kind == "prior"))
+
+
+def _load_prior(name: str):
+    try:
+        return dmap.load_prior(name)
+    except WeightsError as e:
+        raise UsageError(str(e)) from None
 
 
 def _progress(total: int, desc: str):
@@ -156,7 +165,7 @@ def cmd_restore(args) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
 
-    prior = dmap.load_prior(args.prior)
+    prior = _load_prior(args.prior)
     try:
         task = dmap.make_task(args.task, prior.shape, sigma_y=args.sigma_y, generator=seeded(args.seed))
     except ValueError as e:
@@ -273,7 +282,7 @@ def cmd_sample(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise UsageError(f"--out {out}: give an image path ending in .png or .jpg")
-    prior = dmap.load_prior(args.prior)
+    prior = _load_prior(args.prior)
     if not 1 <= args.steps <= prior.schedule.T:
         raise UsageError(f"--steps must be in [1, {prior.schedule.T}], got {args.steps}")
     bar = _progress(args.steps, f"sample {args.prior}")
@@ -298,7 +307,7 @@ def cmd_demo(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
-    prior = dmap.load_prior(args.prior)
+    prior = _load_prior(args.prior)
     test, _ = mnist("test")
     x = test[torch.linspace(0, len(test) - 1, args.images).round().long()]
     methods = ["dps", "dmap"]

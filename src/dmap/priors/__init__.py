@@ -25,9 +25,12 @@ DEFAULT_PRIOR = "gmm-mnist"
 
 
 def load_prior(name: str = DEFAULT_PRIOR) -> Prior:
-    """Load a shipped prior by name (see ``PRIORS``)."""
+    """Load a shipped prior by name (see ``PRIORS``), or a UNet trained with ``dmap train``
+    from its ``.safetensors`` path (its ``.json`` config beside it)."""
+    if name.endswith(".safetensors"):
+        return load_unet_prior(name).eval()
     if name not in PRIORS:
-        raise ValueError(f"unknown prior {name!r}; choose from {', '.join(PRIORS)}")
+        raise ValueError(f"unknown prior {name!r}; choose from {', '.join(PRIORS)} or a .safetensors file")
     return PRIORS[name][0]().eval()
 
 
