@@ -114,3 +114,11 @@ class Schedule:
         var = eta**2 * (1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)
         mu = ab_prev.sqrt() * x0_hat + (1 - ab_prev - var).clamp_min(0).sqrt() * eps
         return mu, var.sqrt()
+
+    def score_step_factor(self, t: int, t_prev: int) -> float:
+        """``sqrt(alpha'_t) / beta'_t`` for the step ``t -> t_prev``: since the reverse mean
+        is ``mu = (x_t + beta' s(x_t)) / sqrt(alpha')``, shifting ``mu`` by ``-zeta g``
+        shifts the implied score by ``-zeta * sqrt(alpha') / beta' * g``."""
+        ab_t = float(self._ab_padded[t + 1])
+        alpha = ab_t / float(self._ab_padded[t_prev + 1])
+        return math.sqrt(alpha) / (1 - alpha)

@@ -1,0 +1,8 @@
+"""The paper's diagnostics of DPS as measurements (DESIGN.md section 7)."""
+
+from dmap.analysis.scores import (
+    dps_score, exact_posterior_xt, mean_test, score_error, unconditional_score,
+)
+from dmap.analysis.diversity import diversity
+
+__all__ = ["dps_score", "exact_posterior_xt", "mean_test", "score_error", "unconditional_score", "diversity"]

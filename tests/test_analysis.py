@@ -1,0 +1,79 @@
+import math
+
+import pytest
+import torch
+
+from conftest import random_mixture
+from dmap.analysis import diversity, dps_score, exact_posterior_xt, mean_test, score_error
+from dmap.operators.base import LinearOperator
+from dmap.priors.gmm import GMMPrior
+from dmap.schedule import Schedule
+
+
+class Matrix(LinearOperator):
+    def __init__(self, M):
+        super().__init__((1, 2, 4), (M.shape[0],))
+        self.register_buffer("M", M)
+
+    def A(self, x):
+        return x.reshape(x.shape[0], -1) @ self.M.T.to(x)
+
+
+def problem(seed=0):
+    m = random_mixture(d=8, K=3, r=3, seed=seed, scale=0.3)
+    g = torch.Generator().manual_seed(seed + 1)
+    A = torch.randn(4, 8, dtype=torch.float64, generator=g)
+    x0 = m.sample(1, generator=g)
+    y = A @ x0[0] + 0.1 * torch.randn(4, generator=g, dtype=torch.float64)
+    return m, A, y, x0, m.condition(A, 0.1).at(y)
+
+
+@pytest.mark.parametrize("t", [49, 499, 949])
+def test_exact_conditional_score_has_zero_mean_and_a_bias_is_flagged(t):
+    m, A, y, _, post = problem()
+    s = Schedule.linear()
+    xt = exact_posterior_xt(post, s, t, 20000, torch.Generator().manual_seed(2))
+    exact = post.score(xt, s.ab(t, xt))
+    assert mean_test(exact)["z"] < 3
+    biased = exact + 0.1 * exact.std(0).mean()
+    assert mean_test(biased)["z"] > 10
+    # the prior's score ignores y: at low noise, where y matters, its mean under p_t(x_t | y) is far from zero
+    if t < 100:
+        assert mean_test(m.score(xt, s.ab(t, xt)))["z"] > 10
+
+
+def test_score_error_and_dps_implied_score():
+    m, A, y, _, post = problem(3)
+    s = Schedule.linear()
+    prior = GMMPrior(m, s, (1, 2, 4), "tiny")
+    op = Matrix(A)
+    t, t_prev = 300, 299
+    xt = exact_posterior_xt(post, s, t, 500, torch.Generator().manual_seed(4))
+    ref = post.score(xt, s.ab(t, xt))
+    assert score_error(ref, ref).abs().max() == 0
+    # zeta = 0: DPS's implied score is the unconditional one
+    x4 = xt.reshape(-1, 1, 2, 4)
+    yy = y.expand(len(xt), -1)
+    zero = dps_score(prior, op, yy, x4, t, t_prev, 0.0, clamp=False).reshape(len(xt), -1)
+    torch.testing.assert_close(zero, m.score(xt, s.ab(t, xt)))
+    # the factor sqrt(alpha') / beta' of the implied score
+    alpha = float(s.alpha_bar[t] / s.alpha_bar[t_prev])
+    assert s.score_step_factor(t, t_prev) == pytest.approx(math.sqrt(alpha) / (1 - alpha))
+    some = dps_score(prior, op, yy, x4, t, t_prev, 1e-3, clamp=False).reshape(len(xt), -1)
+    assert not torch.equal(some, zero)
+
+
+def test_diversity_of_exact_samples_matches_posterior_variance():
+    _, _, _, x0, post = problem(5)
+    x = post.sample(4000, torch.Generator().manual_seed(6)).reshape(-1, 1, 2, 4)
+    out = diversity(x, truth=x0.reshape(1, 1, 2, 4), posterior_mean=post.mean())
+    assert out["pixel_std"] == pytest.approx(float(post.variance().sqrt().mean()), rel=0.03)
+    few = x[:50].reshape(50, -1)
+    dist = torch.cdist(few, few) / math.sqrt(8)
+    assert diversity(x[:50])["pairwise_rms"] == pytest.approx(float(dist.sum() / (50 * 49)))
+    # Jensen: (E ||a - b|| / sqrt(d))^2 <= E ||a - b||^2 / d = 2 tr(Cov) / d for independent samples
+    assert 0.7 * 2 * float(post.variance().mean()) < out["pairwise_rms"] ** 2 < 2 * float(post.variance().mean())
+    assert out["mean_to_posterior_mean_rms"] < 3 * math.sqrt(float(post.variance().mean()) / 4000)
+    assert len(out["psnr_samples"]) == 4000
+    again = diversity(post.sample(4000, torch.Generator().manual_seed(6)).reshape(-1, 1, 2, 4))
+    assert again["pixel_std"] == out["pixel_std"]
