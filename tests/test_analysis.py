@@ -77,3 +77,22 @@ def test_diversity_of_exact_samples_matches_posterior_variance():
     assert len(out["psnr_samples"]) == 4000
     again = diversity(post.sample(4000, torch.Generator().manual_seed(6)).reshape(-1, 1, 2, 4))
     assert again["pixel_std"] == out["pixel_std"]
+
+
+def test_analyze_cli_writes_figures_and_json(tmp_path, capsys):
+    import json
+
+    from dmap.cli import main
+
+    assert main(["analyze", "--task", "sr4", "--pairs", "2", "--samples", "2", "--out", str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {p.name for p in tmp_path.iterdir()} == {"analysis.json", "score_error.png", "score_mean.png",
+                                                     "diversity.png", "samples.png"}
+    assert result == json.loads((tmp_path / "analysis.json").read_text())
+    assert len(result["score_error"]["dps"]) == len(result["timesteps"]) == 20
+    assert set(result["diversity"]) == {"exact posterior", "dps", "dsg", "dmap"}
+    # DPS's implied conditional score is far from the exact one at low noise, the prior's much closer
+    assert result["score_error"]["dps"][0]["mean"] > 10 * result["score_error"]["unconditional"][0]["mean"]
+    # deterministic for a seed
+    assert main(["analyze", "--task", "sr4", "--pairs", "2", "--samples", "2", "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "analysis.json").read_text()) == result

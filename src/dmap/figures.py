@@ -35,3 +35,75 @@ def grid(
             tile = Image.fromarray(to_uint8(img)).convert("RGB").resize(size, Image.NEAREST)
             canvas.paste(tile, (left + pad + j * (cell + pad), y0))
     canvas.save(path)
+
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
+
+
+def line_plot(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, *, title: str = "",
+    xlabel: str = "", ylabel: str = "", log_y: bool = False, size: tuple[int, int] = (560, 360),
+) -> None:
+    """A line plot with a legend, drawn with Pillow: ``series`` maps a name to ``(xs, ys)``;
+    non-finite and (with ``log_y``) non-positive points are skipped."""
+    import math
+
+    from PIL import Image, ImageDraw
+
+    W, H = size
+    left, right, top, bottom = 64, 150, 28, 40
+    pts = {k: [(x, y) for x, y in zip(*v) if math.isfinite(y) and (y > 0 or not log_y)] for k, v in series.items()}
+    xs = [x for p in pts.values() for x, _ in p] or [0.0, 1.0]
+    ys = [math.log10(y) if log_y else y for p in pts.values() for _, y in p] or [0.0, 1.0]
+    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
+    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        v = math.log10(y) if log_y else y
+        return (left + (x - x0) / (x1 - x0) * (W - left - right), top + (1 - (v - y0) / (y1 - y0)) * (H - top - bottom))
+
+    im = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(im)
+    d.rectangle([left, top, W - right, H - bottom], outline="black")
+    for i in range(5):
+        fy = y0 + (y1 - y0) * i / 4
+        yy = top + (1 - i / 4) * (H - top - bottom)
+        d.text((4, yy - 6), f"{10 ** fy:.3g}" if log_y else f"{fy:.3g}", fill="black")
+        fx = x0 + (x1 - x0) * i / 4
+        d.text((left + i / 4 * (W - left - right) - 10, H - bottom + 4), f"{fx:.4g}", fill="black")
+    d.text((left, 8), title, fill="black")
+    d.text(((W - right + left) // 2 - 20, H - 16), xlabel, fill="black")
+    d.text((4, top - 20), ylabel, fill="black")
+    for i, (name, p) in enumerate(pts.items()):
+        color = COLORS[i % len(COLORS)]
+        if len(p) > 1:
+            d.line([px(x, y) for x, y in p], fill=color, width=2)
+        for x, y in p:
+            cx, cy = px(x, y)
+            d.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=color)
+        d.line([W - right + 10, top + 10 + 16 * i, W - right + 30, top + 10 + 16 * i], fill=color, width=3)
+        d.text((W - right + 34, top + 4 + 16 * i), name, fill="black")
+    im.save(path)
+
+
+def bar_chart(values: dict[str, float], path: str | Path, *, title: str = "", ylabel: str = "",
+              size: tuple[int, int] = (480, 320)) -> None:
+    """A bar chart with the value printed above each bar, drawn with Pillow."""
+    from PIL import Image, ImageDraw
+
+    W, H = size
+    left, top, bottom = 48, 36, 36
+    im = Image.new("RGB", size, "white")
+    d = ImageDraw.Draw(im)
+    top_value = max([v for v in values.values() if v == v] + [1e-12])
+    width = (W - left - 16) / max(1, len(values))
+    d.line([left, H - bottom, W - 8, H - bottom], fill="black")
+    d.text((left, 8), title, fill="black")
+    d.text((4, top - 16), ylabel, fill="black")
+    for i, (name, v) in enumerate(values.items()):
+        x0 = left + i * width + width * 0.15
+        h = 0 if v != v else v / top_value * (H - top - bottom)
+        d.rectangle([x0, H - bottom - h, x0 + width * 0.7, H - bottom], fill=COLORS[i % len(COLORS)])
+        d.text((x0, H - bottom - h - 14), f"{v:.3g}", fill="black")
+        d.text((x0, H - bottom + 6), name, fill="black")
+    im.save(path)
