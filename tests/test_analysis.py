@@ -84,7 +84,8 @@ def test_analyze_cli_writes_figures_and_json(tmp_path, capsys):
 
     from dmap.cli import main
 
-    assert main(["analyze", "--task", "sr4", "--pairs", "2", "--samples", "2", "--out", str(tmp_path), "--json"]) == 0
+    argv = ["analyze", "--task", "sr4", "--pairs", "2", "--samples", "2", "--nfe", "30"]
+    assert main(argv + ["--out", str(tmp_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {p.name for p in tmp_path.iterdir()} == {"analysis.json", "score_error.png", "score_mean.png",
                                                      "diversity.png", "samples.png"}
@@ -94,5 +95,5 @@ def test_analyze_cli_writes_figures_and_json(tmp_path, capsys):
     # DPS's implied conditional score is far from the exact one at low noise, the prior's much closer
     assert result["score_error"]["dps"][0]["mean"] > 10 * result["score_error"]["unconditional"][0]["mean"]
     # deterministic for a seed
-    assert main(["analyze", "--task", "sr4", "--pairs", "2", "--samples", "2", "--out", str(tmp_path / "b")]) == 0
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "analysis.json").read_text()) == result

@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     a.add_argument("--pairs", type=int, default=32, help="test digits for the score error (32)")
     a.add_argument("--samples", type=int, default=16, help="restorations per method for the diversity (16)")
+    a.add_argument("--nfe", type=int, default=1000, help="network evaluations per restoration (1000)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--json", action="store_true", help="print the JSON of every number")
@@ -317,8 +318,8 @@ def cmd_analyze(args) -> int:
     from dmap.analysis.run import analyze, analysis_figures
 
     _check_prior_task_method(args.prior, args.task, "dps")
-    if args.pairs < 1 or args.samples < 2:
-        raise UsageError("--pairs must be >= 1 and --samples >= 2")
+    if args.pairs < 1 or args.samples < 2 or args.nfe < 1:
+        raise UsageError("--pairs and --nfe must be >= 1, --samples >= 2")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
@@ -328,7 +329,7 @@ def cmd_analyze(args) -> int:
     ids = torch.linspace(0, len(test) - 1, args.pairs).round().long()
     x = test[ids]
     y = task.simulate(x, generator=[seeded(args.seed, 1, int(i)) for i in ids])
-    result, samples = analyze(prior, task, x, y, n_samples=args.samples, seed=args.seed,
+    result, samples = analyze(prior, task, x, y, n_samples=args.samples, nfe=args.nfe, seed=args.seed,
                               progress=lambda msg: print(f"analyze: {msg}", file=sys.stderr, flush=True))
     result["test_ids"] = ids.tolist()
     out.mkdir(parents=True, exist_ok=True)

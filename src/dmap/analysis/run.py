@@ -25,24 +25,25 @@ from dmap.operators.tasks import Task
 from dmap.priors.base import Prior
 from dmap.priors.gmm import GMMPrior
 from dmap.rng import sample_generators, seeded
-from dmap.solvers import resolve_options
+from dmap.solvers import METHODS, resolve_options
 
 TIMESTEPS = list(range(49, 1000, 50))  # t = 50, 100, ..., 1000 counted from 1
 
 
 def analyze(
     prior: Prior, task: Task, x: Tensor, y: Tensor, *, methods: tuple[str, ...] = ("dps", "dsg", "dmap"),
-    n_mean: int = 256, n_samples: int = 16, seed: int = 0, progress: Callable[[str], None] | None = None,
+    n_mean: int = 256, n_samples: int = 16, nfe: int = 1000, seed: int = 0,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[dict, dict[str, Tensor]]:
     """Run the three diagnostics for the pairs ``(x [N, C, H, W], y)``; the score mean and
-    the diversity use the first pair.  Returns every number (JSON-ready) and the samples
+    the diversity use the first pair, each method with its preset at ``nfe`` evaluations.  Returns every number (JSON-ready) and the samples
     per method."""
     say = progress or (lambda _: None)
     op = task.operator
     exact = isinstance(prior, GMMPrior) and op.linear
     zeta = resolve_options("dps", prior.name, task.name)["step_size"]
     stride = prior.schedule.T // resolve_options("dps", prior.name, task.name)["steps"]
-    out: dict = {"prior": prior.name, "task": task.name, "sigma_y": task.sigma_y, "pairs": len(x), "seed": seed,
+    out: dict = {"prior": prior.name, "task": task.name, "sigma_y": task.sigma_y, "pairs": len(x), "seed": seed, "nfe": nfe,
                  "dps_step_size": zeta, "timesteps": [t + 1 for t in TIMESTEPS], "exact_reference": exact}
     samples: dict[str, Tensor] = {}
 
@@ -77,7 +78,9 @@ def analyze(
     for method in methods:
         say(f"{n_samples} samples of {method}")
         y0 = y[:1].expand(n_samples, *y.shape[1:]).contiguous()
-        samples[method] = dmap.solve(method, prior, task, y0, generator=sample_generators(seed, n_samples))
+        opts = resolve_options(method, prior.name, task.name)
+        opts["steps"] = METHODS[method].steps_for(nfe, opts)
+        samples[method] = dmap.solve(method, prior, task, y0, generator=sample_generators(seed, n_samples), **opts)
     post_mean = posts[0].mean() if exact else None
     out["diversity"] = {name: diversity(s.clamp(-1, 1), truth=x[:1], posterior_mean=post_mean)
                         for name, s in samples.items()}

@@ -119,11 +119,14 @@ class GaussianMixture:
         """``n`` exact samples ``[n, d]`` (float64)."""
         k = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
         z = torch.randn(n, self.r, generator=generator, dtype=torch.float64)
-        x = self.means[k] + torch.einsum("nde,ne->nd", self.eigvecs[k], self.eigvals[k].sqrt() * z)
-        if self.r < self.d:
-            e = torch.randn(n, self.d, generator=generator, dtype=torch.float64)
-            e = e - torch.einsum("nde,nfe,nf->nd", self.eigvecs[k], self.eigvecs[k], e)
-            x = x + self.residual[k].sqrt().unsqueeze(1) * e
+        e = torch.randn(n, self.d, generator=generator, dtype=torch.float64) if self.r < self.d else None
+        x = torch.empty(n, self.d, dtype=torch.float64)
+        for j in k.unique().tolist():  # one component at a time: no per-sample copies of Q
+            rows = k == j
+            q = self.eigvecs[j]
+            x[rows] = self.means[j] + (self.eigvals[j].sqrt() * z[rows]) @ q.T
+            if e is not None:  # isotropic part, orthogonal to the principal directions
+                x[rows] += self.residual[j].sqrt() * (e[rows] - (e[rows] @ q) @ q.T)
         return x
 
     def mean(self) -> Tensor:
