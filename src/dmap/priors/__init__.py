@@ -21,7 +21,7 @@ PRIORS: dict[str, tuple[Callable[[], Prior], str]] = {
     "gmm-mnist": (load_gmm_mnist, "exact Gaussian mixture (20 components) fitted on the bundled digits, 1 x 32 x 32"),
     "mnist": (load_mnist, "UNet (1.1 M parameters) trained on the bundled digits, 1 x 32 x 32"),
 }
-DEFAULT_PRIOR = "gmm-mnist"
+DEFAULT_PRIOR = "mnist"
 
 
 def load_prior(name: str = DEFAULT_PRIOR) -> Prior:
