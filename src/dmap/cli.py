@@ -122,6 +122,14 @@ def _check_prior_task_method(prior: str, task: str, method: str) -> None:
                              + " or a .safetensors file" * (kind == "prior"))
 
 
+def _out_dir(path: str) -> Path:
+    """The output folder (created only once the work is done), refused if a file is there."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    return out
+
+
 def _load_prior(name: str):
     try:
         return dmap.load_prior(name)
@@ -175,9 +183,7 @@ def cmd_restore(args) -> int:
         paths = list_images(args.inputs)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+    out = _out_dir(args.out)
 
     prior = _load_prior(args.prior)
     try:
@@ -320,9 +326,7 @@ def cmd_analyze(args) -> int:
     _check_prior_task_method(args.prior, args.task, "dps")
     if args.pairs < 1 or args.samples < 2 or args.nfe < 1:
         raise UsageError("--pairs and --nfe must be >= 1, --samples >= 2")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+    out = _out_dir(args.out)
     prior = _load_prior(args.prior)
     task = dmap.make_task(args.task, prior.shape, generator=seeded(args.seed))
     test, _ = mnist("test")
@@ -346,9 +350,7 @@ def cmd_demo(args) -> int:
     if args.images < 1 or args.nfe < 1:
         raise UsageError("--images and --nfe must be >= 1")
     _check_prior_task_method(args.prior, PAPER_TASKS[0], "dps")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+    out = _out_dir(args.out)
     prior = _load_prior(args.prior)
     test, _ = mnist("test")
     x = test[torch.linspace(0, len(test) - 1, args.images).round().long()]
