@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 import dmap
-from dmap.data import mnist
+from dmap.data import mnist_spread
 from dmap.metrics import psnr, ssim
 from dmap.rng import seeded
 from dmap.solvers import METHODS, resolve_options
@@ -27,13 +27,6 @@ def mean_se(v: torch.Tensor) -> tuple[float, float]:
     return float(v.mean()), (float(v.std() / math.sqrt(len(v))) if len(v) > 1 else 0.0)
 
 
-def test_digits(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` test digits evenly spaced over the test split, and their indices."""
-    test, _ = mnist("test")
-    ids = torch.linspace(0, len(test) - 1, n).round().long()
-    return test[ids], ids
-
-
 def run_grid(prior_name: str, methods: list[str], images: int, nfe: int, store: Path,
              tasks: list[str] = PAPER_TASKS, references: dict[str, Reference] | None = None) -> list[dict]:
     """Run every (task, method) cell not yet in ``store`` and return all rows of this
@@ -42,7 +35,7 @@ def run_grid(prior_name: str, methods: list[str], images: int, nfe: int, store: 
     steps set to spend at most ``nfe`` evaluations.  ``references`` are extra
     estimators (name -> function of (task, y)) reported as cells without a budget."""
     prior = dmap.load_prior(prior_name)
-    x, ids = test_digits(images)
+    x, ids = mnist_spread(images)
     store.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in store.read_text().splitlines()] if store.exists() else []
     rows = [r for r in rows if r["images"] == images and r["budget"] == nfe and r["prior"] == prior_name]

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 import dmap
-from dmap.data import list_images, load_image, mnist, save_image
+from dmap.data import list_images, load_image, mnist, mnist_spread, save_image
 from dmap.metrics import psnr, ssim
 from dmap.priors import DEFAULT_PRIOR, PRIORS, WeightsError
 from dmap.rng import seeded
@@ -329,9 +329,7 @@ def cmd_analyze(args) -> int:
     out = _out_dir(args.out)
     prior = _load_prior(args.prior)
     task = dmap.make_task(args.task, prior.shape, generator=seeded(args.seed))
-    test, _ = mnist("test")
-    ids = torch.linspace(0, len(test) - 1, args.pairs).round().long()
-    x = test[ids]
+    x, ids = mnist_spread(args.pairs)
     y = task.simulate(x, generator=[seeded(args.seed, 1, int(i)) for i in ids])
     result, samples = analyze(prior, task, x, y, n_samples=args.samples, nfe=args.nfe, seed=args.seed,
                               progress=lambda msg: print(f"analyze: {msg}", file=sys.stderr, flush=True))
@@ -352,8 +350,7 @@ def cmd_demo(args) -> int:
     _check_prior_task_method(args.prior, PAPER_TASKS[0], "dps")
     out = _out_dir(args.out)
     prior = _load_prior(args.prior)
-    test, _ = mnist("test")
-    x = test[torch.linspace(0, len(test) - 1, args.images).round().long()]
+    x, _ = mnist_spread(args.images)
     methods = ["dps", "dmap"]
     rows, labels, table = [], [], []
     start = time.perf_counter()

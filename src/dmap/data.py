@@ -44,6 +44,14 @@ def mnist(split: str) -> tuple[Tensor, Tensor]:
     return (x / 127.5 - 1).unsqueeze(1), torch.from_numpy(labels[idx].astype(np.int64))
 
 
+def mnist_spread(n: int, split: str = "test") -> tuple[Tensor, Tensor]:
+    """``n`` digits of ``split`` evenly spaced over it (so every class appears) and their
+    indices into the split: the fixed evaluation sets of the demo and the benchmarks."""
+    x, _ = mnist(split)
+    ids = torch.linspace(0, len(x) - 1, n).round().long()
+    return x[ids], ids
+
+
 def to_unit(x: Tensor) -> Tensor:
     """[-1, 1] -> [0, 1]."""
     return (x + 1) / 2
