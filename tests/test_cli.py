@@ -24,7 +24,8 @@ def test_list(capsys):
     out = capsys.readouterr().out.splitlines()
     assert any(line.startswith("prior   gmm-mnist") for line in out)
     assert sum(line.startswith("task ") for line in out) == 8
-    assert {line.split()[1] for line in out if line.startswith("method")} == {"dps", "dsg", "dmap"}
+    assert {line.split()[1] for line in out if line.startswith("method")} == {"dps", "dsg", "dmap", "cse", "dps+cse",
+                                                                            "dmap+cse"}
 
 
 def test_restore_writes_images_figure_and_json(digits, tmp_path, capsys):
@@ -94,7 +95,15 @@ BAD = [
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--step-size", "nan"], "finite"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--step-size", "inf"], "finite"),
     (["restore", "{digit}", "--task", "inpaint-box", "--method", "dps", "--observed"], "--observed"),
-    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--inner-steps", "2"], "dmap only"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--inner-steps", "2"], "dmap methods only"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--cse", "{missing}"], "cse methods only"),
+    (["restore", "{digit}", "--task", "phase-retrieval", "--method", "dps+cse"], "linear task"),
+    (["restore", "{digit}", "--task", "deblur-gauss", "--method", "dmap+cse"], "no shipped conditional score"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "cse", "--cse", "{missing}"], "no such file"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps+cse", "--guide", "both"], "invalid choice"),
+    (["train-cse", "--task", "phase-retrieval", "--out", "{missing}.safetensors"], "linear task"),
+    (["train-cse", "--task", "sr4", "--out", "{notimage}"], ".safetensors"),
+    (["train-cse", "--task", "sr4", "--prior", "gmm-mnist", "--out", "{missing}.safetensors"], "no network"),
     (["restore", "{digit}", "--method", "dps"], "--task"),
     (["demo", "--images", "0"], "--images"),
     (["frobnicate"], "invalid choice"),
@@ -126,3 +135,21 @@ def test_sample_writes_grid_and_npz(tmp_path, capsys):
     s = np.load(tmp_path / "s.npz")["samples"]
     assert s.shape == (6, 1, 32, 32) and s.min() >= -1 and s.max() <= 1
     assert main(["sample", "-n", "0", "--out", str(tmp_path / "h.png")]) == 2
+
+
+def test_train_cse_then_restore_with_it(digits, tmp_path, capsys):
+    adapter = tmp_path / "a.safetensors"
+    assert main(["train-cse", "--task", "sr4", "--images", "4", "--steps", "3", "--batch-size", "4",
+                 "--out", str(adapter)]) == 0
+    meta = json.loads(adapter.with_suffix(".json").read_text())
+    assert meta["task"] == "sr4" and meta["images"]["n"] == 4 and len(meta["images"]["indices"]) == 4
+    assert (tmp_path / "a.run" / "loss.csv").exists()
+    capsys.readouterr()
+    code = main(["restore", str(digits / "digit0.png"), "--task", "sr4", "--method", "dps+cse", "--cse", str(adapter),
+                 "--steps", "4", "--out", str(tmp_path / "o"), "--json"])
+    rec = json.loads(capsys.readouterr().out)
+    assert code == 0 and rec["nfe"] == 8 and rec["options"]["guide"] == "prior" and 0 < rec["psnr"] < 60
+    code = main(["restore", str(digits / "digit0.png"), "--task", "cs2", "--method", "dps+cse", "--cse", str(adapter),
+                 "--steps", "4", "--out", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert code == 2 and "trained for task 'sr4', not 'cs2'" in err and not (tmp_path / "p").exists()

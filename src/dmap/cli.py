@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=int, help="reverse diffusion steps (default: the preset)")
     r.add_argument("--step-size", type=_finite, help="zeta of DPS / DMAP, or the guidance rate of DSG")
     r.add_argument("--inner-steps", type=int, help="K, DMAP's gradient steps per reverse step")
+    r.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one for prior and task)")
+    r.add_argument("--guide", choices=["prior", "cse"],
+                   help="x0_hat of the likelihood gradient in dps+cse / dmap+cse (default: the preset)")
     r.add_argument("--sigma-y", type=_finite, default=0.05, help="measurement noise std in [-1, 1] units (0.05)")
     r.add_argument("--seed", type=int, default=0, help="seed of the mask/kernel, the noise and the sampler (0)")
     r.add_argument("--samples", type=int, default=1, help="restorations per input (1)")
@@ -80,6 +83,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--channels", type=int, default=32, help="base channel count of the UNet (32)")
     t.add_argument("--seed", type=int, default=0, help="seed of init, batches, timesteps and noise (0)")
     t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (500)")
+
+    c = sub.add_parser("train-cse", help="train a conditional score estimator (adapter) for a prior and a task",
+                       description="Train a ControlNet-style adapter on the frozen prior network from --images train "
+                       "digits evenly spaced over the train split (their indices are recorded in FILE's .json): "
+                       "epsilon-MSE on pairs (x, y = A(x) + n) with fresh noise, timestep and mask each batch. "
+                       "Resumable: checkpoints go to FILE without its suffix plus .run/.")
+    c.add_argument("--prior", default=DEFAULT_PRIOR, help=f"a network prior (default {DEFAULT_PRIOR}) or a .safetensors")
+    c.add_argument("--task", required=True, help="a linear task: " + ", ".join(
+        n for n in dmap.TASKS if n != "phase-retrieval"))
+    c.add_argument("--images", type=int, default=100, help="training digits (100, the paper's setting)")
+    c.add_argument("--steps", type=int, default=1500, help="optimizer steps (1500)")
+    c.add_argument("--batch-size", type=int, default=64, help="batch size (64)")
+    c.add_argument("--lr", type=_finite, default=2e-4, help="Adam learning rate (2e-4)")
+    c.add_argument("--sigma-y", type=_finite, default=0.05, help="measurement noise std in [-1, 1] units (0.05)")
+    c.add_argument("--seed", type=int, default=0, help="seed of init, batches, masks and noise (0)")
+    c.add_argument("--out", required=True, metavar="FILE", help="adapter to write (.safetensors)")
 
     s = sub.add_parser("sample", help="draw unconditional samples from a prior into an image grid",
                        description="Sample the prior with the ancestral (DDPM) reverse process on respaced steps.")
@@ -137,6 +156,18 @@ def _load_prior(name: str):
         raise UsageError(str(e)) from None
 
 
+def _load_cse(prior, task: str, path: str | None):
+    """The adapter at ``path`` or the shipped one for (prior, task); ``ValueError`` if unusable."""
+    from dmap.cse import find_cse, load_cse
+
+    if not dmap.make_task(task, prior.shape).operator.linear:
+        raise ValueError(f"the cse methods need a linear task; {task} is not")
+    try:
+        return load_cse(prior, path, task) if path else find_cse(prior, task)
+    except WeightsError as e:
+        raise ValueError(str(e)) from None
+
+
 def _progress(total: int, desc: str):
     from tqdm import tqdm
 
@@ -175,11 +206,14 @@ def cmd_restore(args) -> int:
     key = "guidance_rate" if args.method == "dsg" else "step_size"
     overrides = {"steps": args.steps, key: args.step_size}
     if args.inner_steps is not None:
-        if args.method != "dmap":
-            raise UsageError("--inner-steps applies to --method dmap only")
+        if "inner_steps" not in METHODS[args.method].defaults:
+            raise UsageError(f"--inner-steps applies to the dmap methods only, not {args.method}")
         overrides["inner_steps"] = args.inner_steps
+    uses_cse = METHODS[args.method].uses_cse
+    if (args.cse or args.guide) and not uses_cse:
+        raise UsageError(f"--cse and --guide apply to the cse methods only, not {args.method}")
     try:
-        options = resolve_options(args.method, args.prior, args.task, **overrides)
+        options = resolve_options(args.method, args.prior, args.task, guide=args.guide, **overrides)
         paths = list_images(args.inputs)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
@@ -188,6 +222,7 @@ def cmd_restore(args) -> int:
     prior = _load_prior(args.prior)
     try:
         task = dmap.make_task(args.task, prior.shape, sigma_y=args.sigma_y, generator=seeded(args.seed))
+        cse = _load_cse(prior, args.task, args.cse) if uses_cse else None
     except ValueError as e:
         raise UsageError(str(e)) from None
     op = task.operator
@@ -218,7 +253,7 @@ def cmd_restore(args) -> int:
         t0 = time.perf_counter()
         try:
             results[start : start + len(chunk)] = dmap.solve(
-                args.method, prior, task, y[[i for i, _ in chunk]], generator=gens,
+                args.method, prior, task, y[[i for i, _ in chunk]], generator=gens, cse=cse,
                 callback=lambda info: bar.update(1), **options)
         except NonFiniteError as e:
             bar.close()
@@ -283,6 +318,39 @@ def cmd_train(args) -> int:
                               batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                               checkpoint_every=args.checkpoint_every,
                               progress=lambda step, loss: (bar.update(step - bar.n), bar.set_postfix(loss=f"{loss:.4f}")))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    finally:
+        bar.close()
+    print(f"wrote {weights}")
+    return 0
+
+
+def cmd_train_cse(args) -> int:
+    from dmap.priors import UNetPrior
+    from dmap.train import train_cse
+
+    _check_prior_task_method(args.prior, args.task, "dps+cse")
+    if args.images < 1 or args.steps < 1 or args.batch_size < 1 or args.lr <= 0 or args.sigma_y < 0:
+        raise UsageError("--images, --steps, --batch-size must be >= 1, --lr > 0, --sigma-y >= 0")
+    out = Path(args.out)
+    if out.suffix != ".safetensors" or out.is_dir():
+        raise UsageError(f"--out {out}: give a file path ending in .safetensors")
+    train, _ = mnist("train")
+    if args.images > len(train):
+        raise UsageError(f"--images {args.images}: the train split has {len(train)} digits")
+    prior = _load_prior(args.prior)
+    if not isinstance(prior, UNetPrior):
+        raise UsageError(f"prior {args.prior} has no network to adapt; use a network prior such as mnist")
+    if not dmap.make_task(args.task, prior.shape).operator.linear:
+        raise UsageError(f"the conditional score estimator needs a linear task; {args.task} is not")
+    data, ids = mnist_spread(args.images, "train")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bar = _progress(args.steps, f"train-cse {args.task}")
+    try:
+        weights = train_cse(prior, args.task, data, ids.tolist(), out, sigma_y=args.sigma_y, steps=args.steps,
+                            batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                            progress=lambda step, loss: (bar.update(step - bar.n), bar.set_postfix(loss=f"{loss:.4f}")))
     except ValueError as e:
         raise UsageError(str(e)) from None
     finally:
@@ -388,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        commands = {"list": cmd_list, "restore": cmd_restore, "train": cmd_train, "sample": cmd_sample,
+        commands = {"list": cmd_list, "restore": cmd_restore, "train": cmd_train, "train-cse": cmd_train_cse,
+                    "sample": cmd_sample,
                     "analyze": cmd_analyze, "demo": cmd_demo}
         return commands[args.command](args)
     except UsageError as e:

@@ -50,6 +50,11 @@ class LinearOperator(Operator):
     def view(self, y: Tensor) -> Tensor:
         return self.pinv(y)
 
+    def observed(self) -> Tensor:
+        """Where ``x`` is observed, ``[*x_shape]`` in {0, 1}: ones unless the operator
+        keeps a subset of pixels (inpainting overrides it with its mask)."""
+        return torch.ones(self.x_shape, device=next(iter(self.buffers()), torch.empty(0)).device)
+
     def matrix(self) -> Tensor:
         """``A`` as a dense float64 matrix ``[m, d]`` (apply it to the standard basis);
         for small images only (used by the Gaussian-mixture oracle)."""

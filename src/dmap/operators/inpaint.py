@@ -32,6 +32,9 @@ class Inpaint(SVDOperator):
     def singular_values(self) -> Tensor:
         return torch.ones(self.y_shape[0], device=self.order.device)
 
+    def observed(self) -> Tensor:
+        return self.mask.float().expand(self.x_shape).clone()
+
     def VT(self, x: Tensor) -> Tensor:
         return x.reshape(x.shape[0], -1)[:, self.order]
 

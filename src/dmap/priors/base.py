@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import Tensor, nn
 
@@ -40,3 +42,16 @@ class Prior(nn.Module):
     def device(self) -> torch.device:
         buffers = list(self.buffers()) + list(self.parameters())
         return buffers[0].device if buffers else torch.device("cpu")
+
+    def fingerprint(self) -> str:
+        """Identifies the weights (in adapters and benchmark manifests): see :func:`fingerprint`."""
+        return fingerprint(self.state_dict())
+
+
+def fingerprint(tensors: dict[str, Tensor]) -> str:
+    """The first 16 hex digits of the SHA-256 of named tensors (names and bytes, by name)."""
+    h = hashlib.sha256()
+    for key, v in sorted(tensors.items()):
+        h.update(key.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dmap.priors.base import Prior
+from dmap.priors.base import Prior, fingerprint
 from dmap.schedule import Schedule
 
 LOG_2PI = math.log(2 * math.pi)
@@ -254,6 +254,11 @@ class GMMPrior(Prior):
     def score(self, x_t: Tensor, t: Tensor | int) -> Tensor:
         flat = x_t.reshape(x_t.shape[0], -1)
         return self.mixture.score(flat, self.schedule.ab(t, flat)).reshape(x_t.shape)
+
+    def fingerprint(self) -> str:
+        m = self.mixture
+        return fingerprint({"log_weights": m.log_weights, "means": m.means, "eigvecs": m.eigvecs,
+                            "eigvals": m.eigvals, "residual": m.residual})
 
 
 def cache_dir() -> Path:

@@ -116,17 +116,28 @@ class UNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(groups, cur), nn.SiLU(),
                                  _zero(nn.Conv2d(cur, in_channels * patch * patch, 3, padding=1)))
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        temb = self.time(timestep_embedding(t, self.channels))
-        h = self.conv_in(F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x)
+    def embed(self, t: Tensor) -> Tensor:
+        """Time embedding ``[B, 4 channels]`` of integer timesteps ``t [B]``."""
+        return self.time(timestep_embedding(t, self.channels))
+
+    def fold(self, x: Tensor) -> Tensor:
+        """Pixel unshuffle into ``patch x patch`` blocks (identity when ``patch = 1``)."""
+        return F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x
+
+    def encode(self, h: Tensor, temb: Tensor) -> list[Tensor]:
+        """The contracting path from the stem features ``h = conv_in(fold(x))``: every skip
+        feature, then the middle block's output last."""
         hs = [h]
         for layer in self.down:
-            if isinstance(layer, nn.ModuleList):
-                h = layer[1](layer[0](h, temb))
-            else:
-                h = layer(h)
+            h = layer[1](layer[0](h, temb)) if isinstance(layer, nn.ModuleList) else layer(h)
             hs.append(h)
-        h = self.mid[2](self.mid[1](self.mid[0](h, temb)), temb)
+        hs.append(self.mid[2](self.mid[1](self.mid[0](h, temb)), temb))
+        return hs
+
+    def decode(self, hs: list[Tensor], temb: Tensor) -> Tensor:
+        """The expanding path from :meth:`encode`'s features to ``eps``."""
+        hs = list(hs)
+        h = hs.pop()
         for layer in self.up:
             if isinstance(layer, nn.ModuleList):
                 h = layer[1](layer[0](torch.cat([h, hs.pop()], 1), temb))
@@ -134,6 +145,15 @@ class UNet(nn.Module):
                 h = layer(h)
         h = self.out(h)
         return F.pixel_shuffle(h, self.patch) if self.patch > 1 else h
+
+    def forward(self, x: Tensor, t: Tensor, residuals: list[Tensor] | None = None) -> Tensor:
+        """``eps(x_t, t)``; ``residuals`` (one per :meth:`encode` feature, e.g. from a
+        ControlNet adapter) are added to the skip and middle features first."""
+        temb = self.embed(t)
+        hs = self.encode(self.conv_in(self.fold(x)), temb)
+        if residuals is not None:
+            hs = [h + r for h, r in zip(hs, residuals, strict=True)]
+        return self.decode(hs, temb)
 
 
 class UNetPrior(Prior):

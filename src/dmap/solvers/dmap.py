@@ -14,7 +14,9 @@ For ``t = tau_N .. tau_1`` (with ``t' = tau_{i-1}`` the next timestep)::
 
 At the last step (``t' = -1``, ``sigma = 0``) the sphere is the single point ``mu``; we
 return ``mu = x0_hat(x_{tau_1}, tau_1)`` without inner steps, so the cost is
-``N + (N - 1) K`` evaluations.  Argument names: zeta -> ``step_size``,
+``N + (N - 1) K`` evaluations.  With a ``step_prior`` (DMAP+CSE, Xu et al. 2025 Sec. 4)
+the prior step uses ``step_prior``'s x0_hat; the inner steps keep ``prior``'s.
+Argument names: zeta -> ``step_size``,
 K -> ``inner_steps``, N -> ``steps``.
 """
 
@@ -43,14 +45,16 @@ def solve_dmap(
     clamp: bool = True,
     generator: Generators = None,
     callback: Callback = None,
+    step_prior: Prior | None = None,
 ) -> Tensor:
-    """Solve ``y = A(x) + n`` with DMAP; returns ``x0 [B, C, H, W]`` in [-1, 1]."""
+    """Solve ``y = A(x) + n`` with DMAP; returns ``x0 [B, C, H, W]`` in [-1, 1].
+    ``step_prior`` (default ``prior``) gives the x0_hat of the prior step."""
     schedule = prior.schedule
     n = math.prod(prior.shape)
     x = randn((y.shape[0], *prior.shape), generator, y)
     for i, (t, t_prev) in enumerate(schedule.pairs(steps)):
         with torch.no_grad():
-            x0_hat = prior.x0(x, t)
+            x0_hat = (step_prior or prior).x0(x, t)
             mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
             x = mu + sigma * randn(x.shape, generator, x)
         info = {}

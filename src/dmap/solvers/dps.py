@@ -8,7 +8,8 @@ For ``t = tau_N .. tau_1``::
     x_prev   = x'_prev - zeta g
 
 Argument names: zeta -> ``step_size``, N -> ``steps``.  One network evaluation with
-gradient per step.
+gradient per step.  With a ``step_prior`` (DPS+CSE, Xu et al. 2025 Sec. 4) the mean
+``mu`` uses ``step_prior``'s x0_hat instead, one more evaluation (no gradient) per step.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def solve_dps(
     clamp: bool = True,
     generator: Generators = None,
     callback: Callback = None,
+    step_prior: Prior | None = None,
 ) -> Tensor:
-    """Solve ``y = A(x) + n`` with DPS; returns ``x0 [B, C, H, W]`` in [-1, 1]."""
+    """Solve ``y = A(x) + n`` with DPS; returns ``x0 [B, C, H, W]`` in [-1, 1].
+    ``step_prior`` (default ``prior``) gives the x0_hat of the reverse-step mean."""
     schedule = prior.schedule
     x = randn((y.shape[0], *prior.shape), generator, y)
     for i, (t, t_prev) in enumerate(schedule.pairs(steps)):
@@ -42,7 +45,8 @@ def solve_dps(
         x0_hat = prior.x0(x, t)
         g, residual = measurement_grad(x, x0_hat, operator, y, clamp)
         with torch.no_grad():
-            mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
+            x0_mu = x0_hat if step_prior is None else step_prior.x0(x, t)
+            mu, sigma = schedule.reverse_mean_std(x, x0_mu, t, t_prev, eta)
             x = mu + sigma * randn(x.shape, generator, x) - step_size * g
         check_finite(x, "dps", i, t, step_size)
         if callback is not None:

@@ -1,0 +1,52 @@
+"""Train the conditional score estimators: the shipped adapters, the references of the
+diagnostics and the training-set-size ablation (each a `dmap train-cse` call).
+
+    python benchmarks/cse_train.py [--only shipped|reference|ablation]
+
+shipped    src/dmap/assets/cse/mnist-<task>.safetensors: 100 train digits, five paper tasks
+reference  src/dmap/assets/cse/reference/mnist-<task>.safetensors: all 9,001 train digits,
+           3,000 steps (sr4, inpaint-box): the "well-trained conditional model" against
+           which `dmap analyze --prior mnist` measures score errors
+ablation   runs/cse-ablation/mnist-sr4-<n>.safetensors: 10 and 1,000 digits (100 is the
+           shipped one), for `benchmarks/cse.py`
+
+One thread each; an adapter already written is skipped, an interrupted one resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "src" / "dmap" / "assets" / "cse"
+PAPER_TASKS = ["sr4", "inpaint-box", "inpaint-random", "deblur-aniso", "cs2"]
+JOBS = {
+    "shipped": [(t, 100, 1500, ASSETS / f"mnist-{t}.safetensors") for t in PAPER_TASKS],
+    "reference": [(t, 9001, 3000, ASSETS / "reference" / f"mnist-{t}.safetensors") for t in ("sr4", "inpaint-box")],
+    "ablation": [("sr4", n, 1500, ROOT / "runs" / "cse-ablation" / f"mnist-sr4-{n}.safetensors") for n in (10, 1000)],
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=list(JOBS))
+    args = ap.parse_args()
+    for group, jobs in JOBS.items():
+        if args.only and group != args.only:
+            continue
+        for task, images, steps, out in jobs:
+            if out.exists():
+                print(f"{out} exists, skipped", flush=True)
+                continue
+            cmd = ["dmap", "train-cse", "--prior", "mnist", "--task", task, "--images", str(images),
+                   "--steps", str(steps), "--out", str(out)]
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
