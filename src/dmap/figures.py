@@ -86,24 +86,45 @@ def line_plot(
     im.save(path)
 
 
-def bar_chart(values: dict[str, float], path: str | Path, *, title: str = "", ylabel: str = "",
-              size: tuple[int, int] = (480, 320)) -> None:
-    """A bar chart with the value printed above each bar, drawn with Pillow."""
+def bar_chart(values: dict[str, float] | dict[str, dict[str, float]], path: str | Path, *, title: str = "",
+              ylabel: str = "", size: tuple[int, int] | None = None) -> None:
+    """A bar chart with the value printed above each bar, drawn with Pillow.  ``values``
+    maps a name to a value, or a group name to ``{series: value}`` (grouped bars, one
+    colour per series, with a legend)."""
     from PIL import Image, ImageDraw
 
-    W, H = size
-    left, top, bottom = 48, 36, 36
-    im = Image.new("RGB", size, "white")
+    grouped = any(isinstance(v, dict) for v in values.values())
+    groups = values if grouped else {"": values}
+    series = list(dict.fromkeys(k for g in groups.values() for k in g))
+    n_bars = sum(len(g) for g in groups.values()) + len(groups) - 1  # a gap between groups
+    W, H = size or (max(480, 60 + 34 * n_bars + 120 * grouped), 320)
+    left, right, top, bottom = 48, 120 * grouped + 8, 36, 36
+    im = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(im)
-    top_value = max([v for v in values.values() if v == v] + [1e-12])
-    width = (W - left - 16) / max(1, len(values))
-    d.line([left, H - bottom, W - 8, H - bottom], fill="black")
+    finite = [v for g in groups.values() for v in g.values() if v == v]
+    lo = min(0.0, min(finite, default=0.0))
+    hi = max(finite + [1e-12])
+    width = (W - left - right) / max(1, n_bars)
+    d.line([left, H - bottom, W - right, H - bottom], fill="black")
     d.text((left, 8), title, fill="black")
     d.text((4, top - 16), ylabel, fill="black")
-    for i, (name, v) in enumerate(values.items()):
-        x0 = left + i * width + width * 0.15
-        h = 0 if v != v else v / top_value * (H - top - bottom)
-        d.rectangle([x0, H - bottom - h, x0 + width * 0.7, H - bottom], fill=COLORS[i % len(COLORS)])
-        d.text((x0, H - bottom - h - 14), f"{v:.3g}", fill="black")
-        d.text((x0, H - bottom + 6), name, fill="black")
+    i = 0
+    for name, group in groups.items():
+        first = i
+        for key, v in group.items():
+            x0 = left + i * width + width * 0.1
+            h = 0 if v != v else (v - lo) / (hi - lo) * (H - top - bottom)
+            color = COLORS[series.index(key) % len(COLORS)]
+            d.rectangle([x0, H - bottom - h, x0 + width * 0.8, H - bottom], fill=color)
+            d.text((x0, H - bottom - h - 14), f"{v:.3g}", fill="black")
+            if not grouped:
+                d.text((x0, H - bottom + 6), key, fill="black")
+            i += 1
+        if grouped:
+            d.text((left + first * width, H - bottom + 6), name, fill="black")
+        i += 1
+    if grouped:
+        for j, key in enumerate(series):
+            d.rectangle([W - right + 10, top + 16 * j, W - right + 24, top + 16 * j + 10], fill=COLORS[j % len(COLORS)])
+            d.text((W - right + 28, top - 2 + 16 * j), key, fill="black")
     im.save(path)

@@ -22,13 +22,19 @@ SEARCH: dict[str, tuple[str, list[float], list[float]]] = {
 DMAP_INNER_STEPS = [1, 2, 3, 5]
 
 
+def tunable() -> list[str]:
+    """The methods with a step size to search."""
+    return [name for name, m in METHODS.items() if (m.base or name) in SEARCH]
+
+
 def r3(v: float) -> float:
     """Three significant digits: the values tried are the values written down."""
     return float(f"{v:.3g}")
 
 
 def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: int, options: dict) -> float:
-    """Mean PSNR of ``method`` with ``options`` on ``(x, y)``; -inf if it diverges."""
+    """Mean PSNR of ``method`` with ``options`` on ``(x, y)``; -inf if it diverges.
+    (Options may include ``cse`` for the methods that take one.)"""
     try:
         out = METHODS[method].fn(prior, task.operator, y, generator=sample_generators(seed, len(x)), **options)
     except NonFiniteError:
@@ -38,7 +44,7 @@ def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: 
 
 def tune(
     prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, *, nfe: int = 1000, seed: int = 0,
-    around: dict | None = None, log: Callable[[dict], None] | None = None,
+    around: dict | None = None, log: Callable[[dict], None] | None = None, cse=None,
 ) -> tuple[dict, list[dict]]:
     """Search ``method``'s step size (and K for DMAP) at a budget of ``nfe`` network
     evaluations per image, maximizing the mean PSNR on ``(x, y)`` — which must be
@@ -47,15 +53,19 @@ def tune(
     Full search: the coarse log grid of ``SEARCH``, then K in ``DMAP_INNER_STEPS`` for
     DMAP, then two refinements around the best.  With ``around`` (options of a preset,
     e.g. another prior's), a local search instead: the step size times 1/3, 1 and 3,
-    extended by factors of 3 while the best lies at an edge (K kept)."""
-    key, coarse, refine = SEARCH[method]
+    extended by factors of 3 while the best lies at an edge (K kept).  The cse methods
+    search like their base method and need the estimator ``cse``."""
     m = METHODS[method]
+    if (m.base or method) not in SEARCH:
+        raise ValueError(f"{method} has no step size to tune; tunable: {', '.join(tunable())}")
+    key, coarse, refine = SEARCH[m.base or method]
+    has_k = "inner_steps" in m.defaults
     trials: list[dict] = []
 
     def run(value: float, **extra) -> float:
         opts = resolve_options(method, "", "", **{key: value}, **extra)
         opts["steps"] = m.steps_for(nfe, opts)
-        score = evaluate(prior, task, method, x, y, seed, opts)
+        score = evaluate(prior, task, method, x, y, seed, {**opts, **({"cse": cse} if m.uses_cse else {})})
         trials.append({**opts, "nfe": m.nfe(opts), "psnr": score})
         if log is not None:
             log(trials[-1])
@@ -65,7 +75,7 @@ def tune(
         return max(trials, key=lambda r: r["psnr"])
 
     if around is not None:
-        extra = {"inner_steps": around["inner_steps"]} if method == "dmap" else {}
+        extra = {"inner_steps": around["inner_steps"]} if has_k else {}
         grid = [r3(around[key] / 3), r3(around[key]), r3(around[key] * 3)]
         for v in grid:
             run(v, **extra)
@@ -78,14 +88,57 @@ def tune(
         return {k: v for k, v in best().items() if k in ("steps", key, "inner_steps")}, trials
     for v in coarse:
         run(v)
-    if method == "dmap":
+    if has_k:
         center = best()
         for k in DMAP_INNER_STEPS:
             if k != center["inner_steps"]:
                 run(center[key], inner_steps=k)
     center = best()
-    extra = {"inner_steps": center["inner_steps"]} if method == "dmap" else {}
+    extra = {"inner_steps": center["inner_steps"]} if has_k else {}
     for f in refine:
         run(r3(center[key] * f), **extra)
     chosen = {k: v for k, v in best().items() if k in ("steps", key, "inner_steps")}
     return chosen, trials
+
+
+TASK_SEED = 0  # masks, kernels and permutations: the seed the benchmarks use
+
+
+def train_images(n: int) -> Tensor:
+    """The tuning images: ``n`` train digits drawn with a fixed seed (never the test split)."""
+    import torch
+
+    from dmap.data import mnist
+    from dmap.rng import seeded
+
+    train, _ = mnist("train")
+    return train[torch.randperm(len(train), generator=seeded(1234))[:n]]
+
+
+def tuning_problem(prior: Prior, task_name: str, n: int) -> tuple[Task, Tensor, Tensor]:
+    """The task (operator from ``TASK_SEED``), ``n`` train digits and their measurements."""
+    from dmap.operators import make_task
+    from dmap.rng import seeded
+
+    x = train_images(n)
+    task = make_task(task_name, prior.shape, generator=seeded(TASK_SEED))
+    return task, x, task.simulate(x, generator=sample_generators(TASK_SEED + 1, n))
+
+
+def write_preset(path, prior: str, task: str, method: str, options: dict, note: str) -> None:
+    """Add (or replace) the preset for (prior, task, method) in the preset file ``path``
+    (created if missing; ``{"notes": {...}, "presets": {prior: {task: {method: options}}}}``),
+    with ``note`` saying how it was made."""
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    if not isinstance(data, dict) or not isinstance(data.setdefault("presets", {}), dict):
+        raise ValueError(f"{path}: not a preset file")
+    data["presets"].setdefault(prior, {}).setdefault(task, {})[method] = options
+    data.setdefault("notes", {})[f"{prior}/{task}/{method}"] = note
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)

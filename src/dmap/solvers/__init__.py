@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 from torch import Tensor
 
@@ -71,20 +72,36 @@ GUIDES = ("prior", "cse")
 
 
 @lru_cache(maxsize=None)
-def presets() -> dict:
-    """Shipped presets ``{prior: {task: {method: options}}}`` (see ``benchmarks/tune_presets.py``)."""
+def shipped_presets() -> dict:
+    """Shipped presets ``{prior: {task: {method: options}}}`` (made by ``dmap tune``)."""
     with resources.files("dmap").joinpath("presets.json").open() as f:
         return json.load(f)["presets"]
 
 
-def resolve_options(method: str, prior_name: str, task_name: str, **overrides) -> dict:
-    """Options for a run: method defaults, then the preset for (prior, task, method),
-    then ``overrides`` (those that are not None).  Validates them."""
+def load_presets(path: str | Path) -> dict:
+    """The shipped presets overlaid with those of a preset file written by ``dmap tune``
+    (``{"presets": {prior: {task: {method: options}}}}``)."""
+    table = json.loads(json.dumps(shipped_presets()))
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data.get("presets"), dict):
+        raise ValueError(f"{path}: not a preset file (no 'presets' table)")
+    for prior, tasks in data["presets"].items():
+        for task, methods in tasks.items():
+            for method, options in methods.items():
+                table.setdefault(prior, {}).setdefault(task, {})[method] = options
+    return table
+
+
+def resolve_options(method: str, prior_name: str, task_name: str, *, presets: dict | None = None,
+                    **overrides) -> dict:
+    """Options for a run: method defaults, then the preset for (prior, task, method) from
+    ``presets`` (default: the shipped ones; see :func:`load_presets`), then ``overrides``
+    (those that are not None).  Validates them."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     m = METHODS[method]
     options = dict(m.defaults)
-    shipped = presets().get(prior_name, {}).get(task_name, {})
+    shipped = (presets or shipped_presets()).get(prior_name, {}).get(task_name, {})
     if m.base:
         options.update({k: v for k, v in shipped.get(m.base, {}).items() if k != "steps"})
     options.update(shipped.get(method, {}))
@@ -114,6 +131,7 @@ def solve(
     generator: Generators = None,
     callback: Callback = None,
     cse: CSE | None = None,
+    presets: dict | None = None,
     **options,
 ) -> Tensor:
     """Restore ``x`` from ``y = A(x) + n`` with ``method`` on ``prior``; returns ``x0`` in
@@ -121,8 +139,9 @@ def solve(
     ``(prior.name, task.name, method)``, then the method's defaults.  Pass one generator
     per image (``dmap.rng.sample_generators``) to make a batch equal to its images solved
     one by one.  Methods with a conditional score estimator take ``cse`` (default: the
-    shipped one for the prior and task, :func:`dmap.cse.find_cse`)."""
-    opts = resolve_options(method, prior.name, task.name, steps=steps, **options)
+    shipped one for the prior and task, :func:`dmap.cse.find_cse`); ``presets`` is a
+    table from :func:`load_presets` (default: the shipped presets)."""
+    opts = resolve_options(method, prior.name, task.name, presets=presets, steps=steps, **options)
     if tuple(task.operator.x_shape) != tuple(prior.shape):
         raise ValueError(f"task built for images {task.operator.x_shape}, prior expects {prior.shape}")
     m = METHODS[method]
@@ -138,5 +157,5 @@ def solve(
     return m.fn(prior, task.operator, y, generator=generator, callback=callback, **opts)
 
 
-__all__ = ["METHODS", "Method", "NonFiniteError", "presets", "project_to_sphere", "resolve_options", "solve",
+__all__ = ["METHODS", "Method", "NonFiniteError", "load_presets", "shipped_presets", "project_to_sphere", "resolve_options", "solve",
            "solve_cse", "solve_dmap", "solve_dmap_cse", "solve_dps", "solve_dps_cse", "solve_dsg"]

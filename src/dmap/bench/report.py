@@ -1,0 +1,92 @@
+"""The benchmark report: ``summary.json`` / ``.md`` / ``.csv``, plots and image grids."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SUMMARY_FIELDS = ["task", "method", "prior", "n_images", "nfe_budget", "nfe", "psnr_mean", "psnr_se", "ssim_mean",
+                  "seconds_per_image", "peak_mem_mb"]
+
+
+def mean_se(values) -> tuple[float, float]:
+    """Mean and standard error of the mean (0 for one value)."""
+    v = np.asarray(values, dtype=np.float64)
+    return float(v.mean()), (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
+
+
+def markdown(summary: list[dict], baseline: str | None = None) -> str:
+    """PSNR mean +- standard error, the paired difference to ``baseline`` (default: the
+    first method) on the same images, SSIM, seconds per image and peak memory."""
+    baseline = baseline or (summary[0]["method"] if summary else None)
+    head = (f"| task | method | NFE | PSNR (dB) | Δ vs {baseline} (paired, dB) | SSIM | s / image | peak MB |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for c in summary:
+        base = next((b for b in summary if (b["task"], b["method"], b["nfe_budget"]) ==
+                     (c["task"], baseline, c["nfe_budget"])), None)
+        if base is None or c["method"] == baseline or base["n_images"] != c["n_images"]:
+            delta = "-"
+        else:
+            d, d_se = mean_se(np.subtract(c["psnr_per_image"], base["psnr_per_image"]))
+            delta = f"{d:+.2f} ± {d_se:.2f}"
+        lines.append(f"| {c['task']} | {c['method']} | {c['nfe']} | {c['psnr_mean']:.2f} ± {c['psnr_se']:.2f} | "
+                     f"{delta} | {c['ssim_mean']:.3f} | {c['seconds_per_image']:.3f} | {c['peak_mem_mb']:.0f} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
+    """Write every report file of ``bench`` (a :class:`dmap.bench.runner.Bench`) into its
+    folder; returns their paths."""
+    from dmap.bench.runner import outputs_path
+    from dmap.figures import bar_chart, grid, line_plot
+
+    out, config = bench.out, bench.config
+    written = []
+    path = out / "summary.json"
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    written.append(path)
+    path = out / "summary.md"
+    path.write_text(f"prior {config.prior}, {config.images} {config.split} digits, sigma_y = {config.sigma_y}, "
+                    f"seed {config.seed} (manifest.json has every setting)\n\n" + markdown(summary))
+    written.append(path)
+    path = out / "summary.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(summary)
+    written.append(path)
+
+    top = max(config.nfe)
+    groups = {t: {c["method"]: c["psnr_mean"] for c in summary if c["task"] == t and c["nfe_budget"] == top}
+              for t in config.tasks}
+    path = out / "psnr.png"
+    bar_chart(groups, path, title=f"PSNR at {top} network evaluations, {config.prior}", ylabel="dB")
+    written.append(path)
+    if len(config.nfe) > 1:
+        for t in config.tasks:
+            series = {m: ([c["nfe"] for c in summary if (c["task"], c["method"]) == (t, m)],
+                          [c["psnr_mean"] for c in summary if (c["task"], c["method"]) == (t, m)])
+                      for m in config.methods}
+            path = out / f"psnr_vs_nfe_{t}.png"
+            line_plot(series, path, title=f"PSNR against network evaluations, {t}", xlabel="NFE", ylabel="dB")
+            written.append(path)
+
+    n_show = min(6, config.images, config.batch_size)
+    for t in config.tasks:
+        task, y = bench.task(t)
+        columns = [("truth", bench.x[:n_show]), ("measured", task.operator.view(y[:n_show]))]
+        for m in config.methods:
+            p = outputs_path(out, t, m, top)
+            if p.exists():
+                columns.append((m, torch.from_numpy(np.load(p))[:n_show]))
+        path = out / f"grid_{t}.png"
+        grid([[col[i] for _, col in columns] for i in range(n_show)], path, col_labels=[n for n, _ in columns],
+             cell=64)
+        written.append(path)
+    return written

@@ -1,0 +1,156 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import dmap.data
+from dmap.bench import BenchConfig, BenchError, parse_method, read_store, run_bench, split_specs
+from dmap.cli import main
+
+CONFIG = BenchConfig("gmm-mnist", ("sr4", "inpaint-box"), ("dps", "dmap[inner_steps=2]"), images=5, nfe=(12, 24),
+                     batch_size=2)
+ARGV = ["bench", "--prior", "gmm-mnist", "--tasks", "sr4", "--methods", "dps,dsg", "--images", "6", "--nfe", "40",
+        "--batch-size", "1", "--threads", "1"]
+
+
+def by_key(rows):
+    return {(r["task"], r["method"], r["nfe_budget"], r["image"]): r for r in rows}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted single-worker run of CONFIG."""
+    out = tmp_path_factory.mktemp("bench") / "ref"
+    summary = run_bench(CONFIG, out, threads=1, show_progress=False)
+    return out, summary
+
+
+def test_report_files_agree_with_the_store(reference):
+    out, summary = reference
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 2 * 5 and len(by_key(rows)) == len(rows)
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert len(summary) == 8
+    for cell in summary:
+        sel = [r["psnr"] for r in rows if (r["task"], r["method"], r["nfe_budget"]) ==
+               (cell["task"], cell["method"], cell["nfe_budget"])]
+        assert cell["n_images"] == 5 and cell["psnr_mean"] == pytest.approx(np.mean(sel), abs=1e-12)
+        assert cell["psnr_se"] == pytest.approx(np.std(sel, ddof=1) / np.sqrt(5), abs=1e-12)
+        for key in ("prior", "nfe", "ssim_mean", "seconds_per_image", "peak_mem_mb"):
+            assert key in cell
+    dmap_cell = next(c for c in summary if c["method"] == "dmap[inner_steps=2]" and c["nfe_budget"] == 24)
+    assert dmap_cell["nfe"] == 22  # 8 steps + 7 x 2 inner steps fit in 24
+    table = list(csv.DictReader((out / "summary.csv").open()))
+    assert len(table) == 8 and float(table[0]["psnr_mean"]) == pytest.approx(summary[0]["psnr_mean"])
+    md = (out / "summary.md").read_text()
+    assert f"{summary[0]['psnr_mean']:.2f} ± {summary[0]['psnr_se']:.2f}" in md
+    for name in ("psnr.png", "psnr_vs_nfe_sr4.png", "grid_sr4.png", "grid_inpaint-box.png", "manifest.json"):
+        assert (out / name).stat().st_size > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["image_ids"] == dmap.data.mnist_spread(5)[1].tolist()
+    assert {"dmap", "torch"} <= set(manifest["versions"]) and len(manifest["prior"]["fingerprint"]) == 16
+    assert all("step_size" in c["options"] and "steps" in c["options"] for c in manifest["cells"])
+
+
+def test_two_workers_give_the_same_results_as_one(reference, tmp_path):
+    out, _ = reference
+    run_bench(CONFIG, tmp_path / "two", workers=2, threads=1, show_progress=False)
+    one, two = by_key(read_store(out)), by_key(read_store(tmp_path / "two"))
+    assert one.keys() == two.keys()
+    for key in one:
+        assert (one[key]["output_sha"], one[key]["psnr"]) == (two[key]["output_sha"], two[key]["psnr"])
+    assert not list((tmp_path / "two").glob("results-r*.jsonl"))  # merged by rank 0
+
+
+def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "dmap"] + ARGV + ["--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shard = out / "results-r0.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (shard.exists() and shard.read_text().count("\n") >= 3):
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = shard.read_text().count("\n")
+    assert 3 <= partial < 12 and not (out / "summary.json").exists()
+    with shard.open("a") as f:  # a torn line, as a kill in the middle of a write leaves
+        f.write('{"task": "sr4", "method": "dps", "nfe_bu')
+    assert main(ARGV + ["--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and len(by_key(rows)) == 12
+    assert main(ARGV + ["--out", str(tmp_path / "whole")]) == 0
+    whole = by_key(read_store(tmp_path / "whole"))
+    assert {k: r["output_sha"] for k, r in by_key(rows).items()} == {k: r["output_sha"] for k, r in whole.items()}
+
+
+def test_mismatched_rerun_is_refused(reference, tmp_path, capsys):
+    out, _ = reference
+    before = (out / "results.jsonl").read_text()
+    argv = ["bench", "--prior", "gmm-mnist", "--tasks", "sr4,inpaint-box", "--methods", "dps,dmap[inner_steps=2]",
+            "--images", "6", "--nfe", "12,24", "--batch-size", "2", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other settings" in err and "image_ids" in err
+    assert (out / "results.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tasks", "sr5", "--methods", "dps"], "unknown task"),
+    (["--tasks", "sr4", "--methods", "dps,ddrm"], "unknown method"),
+    (["--tasks", "sr4", "--methods", "dps[steps=3]"], "steps follow from the budget"),
+    (["--tasks", "sr4", "--methods", "dps[step_size]"], "not key=value"),
+    (["--tasks", "sr4", "--methods", "dps[cse=x.safetensors]"], "takes no conditional score estimator"),
+    (["--tasks", "sr4", "--methods", "dps[frob=1]"], "takes no option frob"),
+    (["--tasks", "sr4", "--methods", "dps", "--nfe", "10,x"], "integers"),
+    (["--tasks", "sr4", "--methods", "dps,dps"], "listed twice"),
+    (["--tasks", "phase-retrieval", "--methods", "cse"], "linear task"),
+])
+def test_bad_bench_input_exits_2_and_writes_nothing(argv, message, tmp_path, capsys):
+    assert main(["bench", "--prior", "gmm-mnist", "--images", "2", "--out", str(tmp_path / "o")] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_method_specs():
+    assert split_specs("dps,dmap[step_size=2,inner_steps=5],dps+cse[guide=cse]") == [
+        "dps", "dmap[step_size=2,inner_steps=5]", "dps+cse[guide=cse]"]
+    assert parse_method("dmap[step_size=2,inner_steps=5]") == ("dmap", {"step_size": 2, "inner_steps": 5}, None)
+    assert parse_method("dps+cse[guide=cse,cse=a.safetensors]") == ("dps+cse", {"guide": "cse"}, "a.safetensors")
+    with pytest.raises(BenchError, match="one pair of brackets"):
+        parse_method("dmap[step_size=2")
+
+
+def test_tune_reads_train_digits_only_and_writes_a_preset_file(tmp_path, capsys, monkeypatch):
+    splits = []
+    original = dmap.data.mnist
+
+    def spy(split="train"):
+        splits.append(split)
+        return original(split)
+
+    monkeypatch.setattr(dmap.data, "mnist", spy)
+    presets = tmp_path / "presets.json"
+    argv = ["tune", "--prior", "gmm-mnist", "--task", "sr4", "--method", "dmap", "--images", "2", "--nfe", "9",
+            "--out", str(presets), "--json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert splits and set(splits) == {"train"}
+    best = max(result["trials"], key=lambda t: t["psnr"])
+    written = json.loads(presets.read_text())
+    assert written["presets"]["gmm-mnist"]["sr4"]["dmap"] == result["chosen"]
+    assert result["chosen"]["step_size"] == best["step_size"] and result["chosen"]["inner_steps"] == best["inner_steps"]
+    assert "dmap tune --prior gmm-mnist --task sr4 --method dmap" in written["notes"]["gmm-mnist/sr4/dmap"]
+    # bench picks the preset file up
+    out = tmp_path / "b"
+    assert main(["bench", "--prior", "gmm-mnist", "--tasks", "sr4", "--methods", "dmap", "--images", "1",
+                 "--nfe", "9", "--presets", str(presets), "--out", str(out)]) == 0
+    cell = json.loads((out / "manifest.json").read_text())["cells"][0]
+    assert cell["options"]["step_size"] == result["chosen"]["step_size"]
