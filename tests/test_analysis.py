@@ -84,7 +84,7 @@ def test_analyze_cli_writes_figures_and_json(tmp_path, capsys):
 
     from dmap.cli import main
 
-    argv = ["analyze", "--task", "sr4", "--pairs", "2", "--samples", "2", "--nfe", "30"]
+    argv = ["analyze", "--task", "sr4", "--pairs", "2", "--samples", "2", "--nfe", "30", "--mean-samples", "16"]
     assert main(argv + ["--out", str(tmp_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {p.name for p in tmp_path.iterdir()} == {"analysis.json", "score_error.png", "score_mean.png",
@@ -97,3 +97,32 @@ def test_analyze_cli_writes_figures_and_json(tmp_path, capsys):
     # deterministic for a seed
     assert main(argv + ["--out", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "analysis.json").read_text()) == result
+
+
+def test_network_reference_scores_and_samples():
+    """With an untrained estimator (equal to the prior, bit for bit) as both the estimator
+    and the reference, the unconditional and CSE score errors are exactly zero, DPS's is not."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from test_cse import tiny_prior
+
+    from dmap.analysis.run import NetworkReference, analyze
+    from dmap.cse import CSE, adapter_for
+    from dmap.operators import make_task
+    from dmap.data import mnist_spread
+    from dmap.rng import seeded
+
+    prior = tiny_prior()
+    cse = CSE(prior, adapter_for(prior), {"task": "sr4", "prior": "tiny", "prior_fingerprint": prior.fingerprint()})
+    task = make_task("sr4", prior.shape)
+    x, _ = mnist_spread(3)
+    y = task.simulate(x, generator=seeded(1))
+    ref = NetworkReference(cse, task, y, steps=5)
+    result, samples = analyze(prior, task, x, y, methods=("dps", "cse"), n_mean=8, n_samples=3, nfe=5, cse=cse,
+                              reference=ref)
+    assert result["reference"] == "reference cse" and not result["exact_reference"]
+    assert all(e["mean"] == 0 for name in ("unconditional", "cse") for e in result["score_error"][name])
+    assert all(e["mean"] > 0 for e in result["score_error"]["dps"])
+    assert set(result["score_mean"]) == {"reference", "unconditional", "dps", "cse"}
+    assert set(samples) == {"reference cse", "dps", "cse"} and samples["cse"].shape == (3, 1, 32, 32)

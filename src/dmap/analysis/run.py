@@ -6,9 +6,10 @@
    its Monte-Carlo standard error (a valid score has mean zero);
 3. diversity of 16 restorations of one ``y`` per method.
 
-The reference (exact conditional score, exact samples of ``p_t(x_t | y)``, exact
-posterior samples) exists for the Gaussian-mixture prior on linear tasks; for other
-priors only the diversity part runs (a trained conditional reference is future work).
+The reference: for the Gaussian-mixture prior on a linear task, the exact conditional
+score and exact posterior samples (:class:`ExactReference`); for a network prior, a
+conditional score estimator trained on every train digit and samples of its reverse
+process (:class:`NetworkReference`), a well-trained stand-in for the exact ones.
 """
 
 from __future__ import annotations
@@ -20,68 +21,142 @@ from torch import Tensor
 
 import dmap
 from dmap.analysis.diversity import diversity
-from dmap.analysis.scores import dps_score, exact_posterior_xt, mean_test, score_error
+from dmap.analysis.scores import dps_score, mean_test, score_error
+from dmap.cse import CSE, condition, shipped_cse
 from dmap.operators.tasks import Task
 from dmap.priors.base import Prior
 from dmap.priors.gmm import GMMPrior
 from dmap.rng import sample_generators, seeded
 from dmap.solvers import METHODS, resolve_options
+from dmap.solvers.cse import solve_cse
 
 TIMESTEPS = list(range(49, 1000, 50))  # t = 50, 100, ..., 1000 counted from 1
 
 
+class ExactReference:
+    """The exact posterior of a Gaussian-mixture prior given each ``y`` of a batch."""
+
+    name = "exact posterior"
+
+    def __init__(self, prior: GMMPrior, task: Task, y: Tensor) -> None:
+        family = prior.mixture.condition(task.operator.matrix(), task.sigma_y)
+        self.posts = [family.at(y[i].reshape(-1).double()) for i in range(len(y))]
+        self.schedule, self.shape = prior.schedule, prior.shape
+        self.posterior_mean = self.posts[0].mean()
+
+    def score(self, x_t: Tensor, t: int, index: list[int]) -> Tensor:
+        """``grad log p_t(x_t | y_i)`` for row ``k`` of ``x_t`` with ``i = index[k]``."""
+        ab = self.schedule.ab(t, x_t[:1]).double()
+        flat = x_t.reshape(len(x_t), -1).double()
+        out = torch.empty_like(flat)
+        rows = torch.tensor(index)
+        for i in sorted(set(index)):  # one call per posterior
+            out[rows == i] = self.posts[i].score(flat[rows == i], ab)
+        return out.float().reshape(x_t.shape)
+
+    def posterior(self, n: int, seed: int) -> Tensor:
+        """``n`` samples of ``p(x0 | y_0)``."""
+        return self.posts[0].sample(n, seeded(seed, 3)).float().reshape(n, *self.shape)
+
+
+class NetworkReference:
+    """A conditional score estimator trained on every train digit, standing in for the
+    exact conditional score; its reverse process (``steps`` steps) for the posterior."""
+
+    name = "reference cse"
+    posterior_mean = None
+
+    def __init__(self, cse: CSE, task: Task, y: Tensor, steps: int = 250) -> None:
+        self.cse, self.task, self.y, self.steps = cse, task, y, steps
+        self.cond = condition(task.operator, y)
+
+    def score(self, x_t: Tensor, t: int, index: list[int]) -> Tensor:
+        with torch.no_grad():
+            eps = self.cse.eps(x_t, torch.tensor(t), self.cond[index])
+        return self.cse.prior.schedule.eps_to_score(eps, t)
+
+    def posterior(self, n: int, seed: int) -> Tensor:
+        y0 = self.y[:1].expand(n, *self.y.shape[1:]).contiguous()
+        with torch.no_grad():
+            return solve_cse(self.cse.prior, self.task.operator, y0, cse=self.cse, steps=self.steps,
+                             generator=sample_generators(seed + 3, n))
+
+
+def reference_for(prior: Prior, task: Task, y: Tensor) -> ExactReference | NetworkReference | None:
+    """The exact reference (mixture prior, linear task), the shipped reference estimator
+    (network prior), or None."""
+    if not task.operator.linear:
+        return None
+    if isinstance(prior, GMMPrior):
+        return ExactReference(prior, task, y)
+    if (prior.name, task.name) in shipped_cse(reference=True):
+        return NetworkReference(dmap.cse.find_cse(prior, task.name, reference=True), task, y)
+    return None
+
+
 def analyze(
-    prior: Prior, task: Task, x: Tensor, y: Tensor, *, methods: tuple[str, ...] = ("dps", "dsg", "dmap"),
-    n_mean: int = 256, n_samples: int = 16, nfe: int = 1000, seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    prior: Prior, task: Task, x: Tensor, y: Tensor, *, methods: tuple[str, ...] | None = None,
+    n_mean: int = 128, n_samples: int = 16, nfe: int = 1000, seed: int = 0,
+    progress: Callable[[str], None] | None = None, cse: CSE | None = None,
+    reference: ExactReference | NetworkReference | None = None,
 ) -> tuple[dict, dict[str, Tensor]]:
     """Run the three diagnostics for the pairs ``(x [N, C, H, W], y)``; the score mean and
-    the diversity use the first pair, each method with its preset at ``nfe`` evaluations.  Returns every number (JSON-ready) and the samples
-    per method."""
+    the diversity use the first pair, each method with its preset at ``nfe`` evaluations
+    (default methods: dps, dsg, dmap, and cse, dps+cse when there is an estimator).
+    ``cse`` and ``reference`` default to the shipped estimator and :func:`reference_for`.
+    Returns every number (JSON-ready) and the samples per method."""
     say = progress or (lambda _: None)
     op = task.operator
-    exact = isinstance(prior, GMMPrior) and op.linear
+    if cse is None and op.linear and (prior.name, task.name) in shipped_cse():
+        cse = dmap.cse.find_cse(prior, task.name)
+    if methods is None:
+        methods = ("dps", "dsg", "dmap") + (("cse", "dps+cse") if cse is not None else ())
+    ref = reference or reference_for(prior, task, y)
     zeta = resolve_options("dps", prior.name, task.name)["step_size"]
     stride = prior.schedule.T // resolve_options("dps", prior.name, task.name)["steps"]
-    out: dict = {"prior": prior.name, "task": task.name, "sigma_y": task.sigma_y, "pairs": len(x), "seed": seed, "nfe": nfe,
-                 "dps_step_size": zeta, "timesteps": [t + 1 for t in TIMESTEPS], "exact_reference": exact}
+    out: dict = {"prior": prior.name, "task": task.name, "sigma_y": task.sigma_y, "pairs": len(x), "seed": seed,
+                 "nfe": nfe, "dps_step_size": zeta, "timesteps": [t + 1 for t in TIMESTEPS],
+                 "reference": None if ref is None else ref.name,
+                 "exact_reference": isinstance(ref, ExactReference)}
     samples: dict[str, Tensor] = {}
 
     def estimates(xt: Tensor, t: int, yb: Tensor) -> dict[str, Tensor]:
-        return {"unconditional": prior.score(xt, t).detach(),
-                "dps": dps_score(prior, op, yb, xt, t, max(t - stride, -1), zeta).detach()}
+        est = {"unconditional": prior.score(xt, t).detach(),
+               "dps": dps_score(prior, op, yb, xt, t, max(t - stride, -1), zeta).detach()}
+        if cse is not None:
+            with torch.no_grad():
+                est["cse"] = cse.conditioned(op, yb).score(xt, t)
+        return est
 
-    if exact:
-        say("exact posteriors")
-        family = prior.mixture.condition(op.matrix(), task.sigma_y)
-        posts = [family.at(y[i].reshape(-1).double()) for i in range(len(x))]
-        errors: dict[str, list] = {"unconditional": [], "dps": []}
-        means: dict[str, list] = {"exact": [], "unconditional": [], "dps": []}
+    if ref is not None:
+        say(f"{n_mean} samples of the reference posterior")
+        x0_ref = ref.posterior(n_mean, seed)
+        errors: dict[str, list] = {}
+        means: dict[str, list] = {}
         for t in TIMESTEPS:
             say(f"scores at t={t + 1}")
-            e = torch.randn(x.shape, generator=seeded(seed, 1, t))
-            xt = prior.schedule.q_sample(x, t, e)
-            ref = torch.cat([posts[i].score(xt[i : i + 1].reshape(1, -1).double(), prior.schedule.ab(t, xt[:1]).double())
-                             for i in range(len(x))]).float().reshape(x.shape)
+            xt = prior.schedule.q_sample(x, t, torch.randn(x.shape, generator=seeded(seed, 1, t)))
+            s_ref = ref.score(xt, t, list(range(len(x))))
             for name, s in estimates(xt, t, y).items():
-                err = score_error(s, ref)
-                errors[name].append({"mean": float(err.mean()), "se": float(err.std() / len(err) ** 0.5)})
-            xt0 = exact_posterior_xt(posts[0], prior.schedule, t, n_mean, seeded(seed, 2, t)).float().reshape(n_mean, *x.shape[1:])
-            y0 = y[:1].expand(n_mean, *y.shape[1:])
-            ests = estimates(xt0, t, y0)
-            ests["exact"] = posts[0].score(xt0.reshape(n_mean, -1).double(), prior.schedule.ab(t, xt0[:1]).double())
+                err = score_error(s, s_ref)
+                errors.setdefault(name, []).append({"mean": float(err.mean()), "se": float(err.std() / len(err) ** 0.5)})
+            xt0 = prior.schedule.q_sample(x0_ref, t, torch.randn(x0_ref.shape, generator=seeded(seed, 2, t)))
+            ests = {"reference": ref.score(xt0, t, [0] * n_mean),
+                    **estimates(xt0, t, y[:1].expand(n_mean, *y.shape[1:]))}
             for name, s in ests.items():
-                means[name].append(mean_test(s))
+                means.setdefault(name, []).append(mean_test(s))
         out["score_error"] = errors
         out["score_mean"] = means
-        samples["exact posterior"] = posts[0].sample(n_samples, seeded(seed, 3)).float().reshape(n_samples, *x.shape[1:])
+        samples[ref.name] = x0_ref[:n_samples]
     for method in methods:
         say(f"{n_samples} samples of {method}")
         y0 = y[:1].expand(n_samples, *y.shape[1:]).contiguous()
         opts = resolve_options(method, prior.name, task.name)
         opts["steps"] = METHODS[method].steps_for(nfe, opts)
-        samples[method] = dmap.solve(method, prior, task, y0, generator=sample_generators(seed, n_samples), **opts)
-    post_mean = posts[0].mean() if exact else None
+        extra = {"cse": cse} if METHODS[method].uses_cse else {}
+        samples[method] = dmap.solve(method, prior, task, y0, generator=sample_generators(seed, n_samples),
+                                     **opts, **extra)
+    post_mean = None if ref is None else ref.posterior_mean
     out["diversity"] = {name: diversity(s.clamp(-1, 1), truth=x[:1], posterior_mean=post_mean)
                         for name, s in samples.items()}
     return out, samples
@@ -97,10 +172,10 @@ def analysis_figures(result: dict, samples: dict[str, Tensor], truth: Tensor, me
     ts = result["timesteps"]
     if "score_error" in result:
         line_plot({k: (ts, [e["mean"] for e in v]) for k, v in result["score_error"].items()},
-                  out / "score_error.png", title=f"score error vs exact, {result['task']}", xlabel="t",
+                  out / "score_error.png", title=f"score error vs {result['reference']}, {result['task']}", xlabel="t",
                   ylabel="||s - s*||^2 / n", log_y=True)
         series = {k: (ts, [m["norm"] for m in v]) for k, v in result["score_mean"].items()}
-        series["MC error"] = (ts, [m["se"] for m in result["score_mean"]["exact"]])
+        series["MC error"] = (ts, [m["se"] for m in result["score_mean"]["reference"]])
         line_plot(series, out / "score_mean.png", title=f"||mean score|| under p_t(x_t | y), {result['task']}",
                   xlabel="t", ylabel="norm", log_y=True)
     bar_chart({k: v["pixel_std"] for k, v in result["diversity"].items()}, out / "diversity.png",

@@ -20,6 +20,10 @@ def mean_se(values) -> tuple[float, float]:
     return float(v.mean()), (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
 
 
+def _num(v: float, fmt: str) -> str:
+    return format(v, fmt) if math.isfinite(v) else "-"
+
+
 def markdown(summary: list[dict], baseline: str | None = None) -> str:
     """PSNR mean +- standard error, the paired difference to ``baseline`` (default: the
     first method) on the same images, SSIM, seconds per image and peak memory."""
@@ -35,8 +39,9 @@ def markdown(summary: list[dict], baseline: str | None = None) -> str:
         else:
             d, d_se = mean_se(np.subtract(c["psnr_per_image"], base["psnr_per_image"]))
             delta = f"{d:+.2f} ± {d_se:.2f}"
+        sec, mem = c["seconds_per_image"], c["peak_mem_mb"]
         lines.append(f"| {c['task']} | {c['method']} | {c['nfe']} | {c['psnr_mean']:.2f} ± {c['psnr_se']:.2f} | "
-                     f"{delta} | {c['ssim_mean']:.3f} | {c['seconds_per_image']:.3f} | {c['peak_mem_mb']:.0f} |")
+                     f"{delta} | {c['ssim_mean']:.3f} | {_num(sec, '.3f')} | {_num(mem, '.0f')} |")
     return head + "\n".join(lines) + "\n"
 
 

@@ -166,6 +166,12 @@ class Bench:
         self._cse: dict[str | None, object] = {}
         self.manifest = self._manifest()
 
+    @classmethod
+    def open(cls, out: str | Path, device: str = "cpu") -> Bench:
+        """The benchmark of an existing folder, rebuilt from its manifest."""
+        config = json.loads((Path(out) / MANIFEST).read_text())["config"]
+        return cls(BenchConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}), out, device)
+
     # --- configuration and manifest -----------------------------------------------
 
     def options(self, task: str, spec: str, nfe: int) -> dict:
