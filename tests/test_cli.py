@@ -97,6 +97,8 @@ BAD = [
     (["restore", "{digit}", "--task", "inpaint-box", "--method", "dps", "--observed"], "--observed"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--inner-steps", "2"], "dmap methods only"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--cse", "{missing}"], "cse methods only"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--presets", "{missing}"], "No such file"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--presets", "{notimage}"], "not a preset file"),
     (["restore", "{digit}", "--task", "phase-retrieval", "--method", "dps+cse"], "linear task"),
     (["restore", "{digit}", "--task", "deblur-gauss", "--method", "dmap+cse"], "no shipped conditional score"),
     (["restore", "{digit}", "--task", "sr4", "--method", "cse", "--cse", "{missing}"], "no such file"),

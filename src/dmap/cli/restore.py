@@ -17,7 +17,7 @@ from dmap.data import list_images, load_image, mnist_spread, save_image
 from dmap.metrics import psnr, ssim
 from dmap.priors import DEFAULT_PRIOR, PRIORS
 from dmap.rng import seeded
-from dmap.solvers import METHODS, NonFiniteError, resolve_options
+from dmap.solvers import METHODS, NonFiniteError, load_presets, resolve_options
 
 
 def add_parsers(sub) -> None:
@@ -38,6 +38,7 @@ def add_parsers(sub) -> None:
     r.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one for prior and task)")
     r.add_argument("--guide", choices=["prior", "cse"],
                    help="x0_hat of the likelihood gradient in dps+cse / dmap+cse (default: the preset)")
+    r.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
     r.add_argument("--sigma-y", type=finite, default=0.05, help="measurement noise std in [-1, 1] units (0.05)")
     r.add_argument("--seed", type=int, default=0, help="seed of the mask/kernel, the noise and the sampler (0)")
     r.add_argument("--samples", type=int, default=1, help="restorations per input (1)")
@@ -85,7 +86,8 @@ def cmd_restore(args) -> int:
     if (args.cse or args.guide) and not uses_cse:
         raise UsageError(f"--cse and --guide apply to the cse methods only, not {args.method}")
     try:
-        options = resolve_options(args.method, args.prior, args.task, guide=args.guide, **overrides)
+        table = load_presets(args.presets) if args.presets else None
+        options = resolve_options(args.method, args.prior, args.task, presets=table, guide=args.guide, **overrides)
         paths = list_images(args.inputs)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None

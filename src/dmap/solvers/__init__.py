@@ -82,8 +82,11 @@ def load_presets(path: str | Path) -> dict:
     """The shipped presets overlaid with those of a preset file written by ``dmap tune``
     (``{"presets": {prior: {task: {method: options}}}}``)."""
     table = json.loads(json.dumps(shipped_presets()))
-    data = json.loads(Path(path).read_text())
-    if not isinstance(data.get("presets"), dict):
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}: not a preset file (not JSON)") from None
+    if not isinstance(data, dict) or not isinstance(data.get("presets"), dict):
         raise ValueError(f"{path}: not a preset file (no 'presets' table)")
     for prior, tasks in data["presets"].items():
         for task, methods in tasks.items():
