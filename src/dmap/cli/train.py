@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -77,12 +78,17 @@ def cmd_train(args) -> int:
         data, _ = mnist("train")
     groups = min(8, args.channels)
     arch = {**MNIST_ARCHITECTURE, "channels": args.channels, "groups": groups}
-    bar = progress_bar(args.steps, f"train {args.name}")
+    return _run_training(train_prior, f"train {args.name}", data, args.out, name=args.name, architecture=arch,
+                         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         checkpoint_every=args.checkpoint_every)
+
+
+def _run_training(train: Callable[..., Path], desc: str, *args, steps: int, **kwargs) -> int:
+    """Run ``train(*args, steps=steps, progress=..., **kwargs)`` under a progress bar."""
+    bar = progress_bar(steps, desc)
     try:
-        weights = train_prior(data, args.out, name=args.name, architecture=arch, steps=args.steps,
-                              batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                              checkpoint_every=args.checkpoint_every,
-                              progress=lambda step, loss: (bar.update(step - bar.n), bar.set_postfix(loss=f"{loss:.4f}")))
+        weights = train(*args, steps=steps, **kwargs,
+                        progress=lambda step, loss: (bar.update(step - bar.n), bar.set_postfix(loss=f"{loss:.4f}")))
     except ValueError as e:
         raise UsageError(str(e)) from None
     finally:
@@ -111,17 +117,9 @@ def cmd_train_cse(args) -> int:
         raise UsageError(f"the conditional score estimator needs a linear task; {args.task} is not")
     data, ids = mnist_spread(args.images, "train")
     out.parent.mkdir(parents=True, exist_ok=True)
-    bar = progress_bar(args.steps, f"train-cse {args.task}")
-    try:
-        weights = train_cse(prior, args.task, data, ids.tolist(), out, sigma_y=args.sigma_y, steps=args.steps,
-                            batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                            progress=lambda step, loss: (bar.update(step - bar.n), bar.set_postfix(loss=f"{loss:.4f}")))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    finally:
-        bar.close()
-    print(f"wrote {weights}")
-    return 0
+    return _run_training(train_cse, f"train-cse {args.task}", prior, args.task, data, ids.tolist(), out,
+                         sigma_y=args.sigma_y, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed)
 
 
 def cmd_sample(args) -> int:
