@@ -5,7 +5,7 @@ from dmap.operators import make_task
 from dmap.priors.gmm import GMMPrior
 from dmap.rng import sample_generators
 from dmap.schedule import Schedule
-from dmap.tune import DMAP_INNER_STEPS, SEARCH, tune
+from dmap.tune import DMAP_INNER_STEPS, SEARCH, r3, tune
 
 
 def setup():
@@ -19,7 +19,16 @@ def setup():
 def test_full_search_picks_the_best_trial_at_the_budget():
     prior, task, x, y = setup()
     best, trials = tune(prior, task, "dmap", x, y, nfe=20)
-    assert len(trials) == len(SEARCH["dmap"][1]) + len(DMAP_INNER_STEPS) - 1 + len(SEARCH["dmap"][2])
+    coarse = SEARCH["dmap"][1]
+    values = [t["step_size"] for t in trials]
+    assert values[: len(coarse)] == coarse
+    # the grid is widened (x3 past its edge, at most twice) while the best lies at an edge
+    wide = len(trials) - (len(coarse) + len(DMAP_INNER_STEPS) - 1 + len(SEARCH["dmap"][2]))
+    assert 0 <= wide <= 2
+    first = max(trials[: len(coarse)], key=lambda t: t["psnr"])["step_size"]
+    assert (first in (min(coarse), max(coarse))) == (wide > 0)
+    if wide:
+        assert values[len(coarse)] == (3 * first if first == max(coarse) else r3(first / 3))
     assert all(t["nfe"] <= 20 for t in trials)
     top = max(trials, key=lambda t: t["psnr"])
     assert best == {"steps": top["steps"], "step_size": top["step_size"], "inner_steps": top["inner_steps"]}

@@ -50,8 +50,9 @@ def tune(
     evaluations per image, maximizing the mean PSNR on ``(x, y)`` — which must be
     training images.  Returns the best options and every trial.
 
-    Full search: the coarse log grid of ``SEARCH``, then K in ``DMAP_INNER_STEPS`` for
-    DMAP, then two refinements around the best.  With ``around`` (options of a preset,
+    Full search: the coarse log grid of ``SEARCH`` (widened by factors of 3 while the
+    best lies at an edge), then K in ``DMAP_INNER_STEPS`` for DMAP, then two
+    refinements around the best.  With ``around`` (options of a preset,
     e.g. another prior's), a local search instead: the step size times 1/3, 1 and 3,
     extended by factors of 3 while the best lies at an edge (K kept).  The cse methods
     search like their base method and need the estimator ``cse``."""
@@ -74,31 +75,35 @@ def tune(
     def best() -> dict:
         return max(trials, key=lambda r: r["psnr"])
 
+    def widen(extra: dict) -> None:
+        """While the best value is the largest (smallest) tried, try 3 times larger
+        (smaller), at most twice: the optimum may lie past the grid."""
+        for _ in range(2):
+            tried = [t[key] for t in trials]
+            top = best()[key]
+            if top not in (min(tried), max(tried)):
+                return
+            run(r3(top * 3 if top == max(tried) else top / 3), **extra)
+
     if around is not None:
         extra = {"inner_steps": around["inner_steps"]} if has_k else {}
-        grid = [r3(around[key] / 3), r3(around[key]), r3(around[key] * 3)]
-        for v in grid:
+        for v in (r3(around[key] / 3), r3(around[key]), r3(around[key] * 3)):
             run(v, **extra)
-        for _ in range(2):
-            top = best()[key]
-            if top not in (min(grid), max(grid)):
-                break
-            grid.append(r3(top * 3 if top == max(grid) else top / 3))
-            run(grid[-1], **extra)
-        return {k: v for k, v in best().items() if k in ("steps", key, "inner_steps")}, trials
-    for v in coarse:
-        run(v)
-    if has_k:
+        widen(extra)
+    else:
+        for v in coarse:
+            run(v)
+        widen({})
+        if has_k:
+            center = best()
+            for k in DMAP_INNER_STEPS:
+                if k != center["inner_steps"]:
+                    run(center[key], inner_steps=k)
         center = best()
-        for k in DMAP_INNER_STEPS:
-            if k != center["inner_steps"]:
-                run(center[key], inner_steps=k)
-    center = best()
-    extra = {"inner_steps": center["inner_steps"]} if has_k else {}
-    for f in refine:
-        run(r3(center[key] * f), **extra)
-    chosen = {k: v for k, v in best().items() if k in ("steps", key, "inner_steps")}
-    return chosen, trials
+        extra = {"inner_steps": center["inner_steps"]} if has_k else {}
+        for f in refine:
+            run(r3(center[key] * f), **extra)
+    return {k: v for k, v in best().items() if k in ("steps", key, "inner_steps")}, trials
 
 
 TASK_SEED = 0  # masks, kernels and permutations: the seed the benchmarks use
