@@ -6,15 +6,16 @@
 For every task and method one `dmap tune` call (a coarse-to-fine search of the step size,
 and K for DMAP, on *train* digits, maximizing mean PSNR at ``--nfe`` network evaluations
 per image; ``--around gmm-mnist`` searches locally around that prior's presets, K kept).
-Each call adds its choice and a note saying how it was made to the shipped preset file;
-its trials go to ``benchmarks/results/tune/<prior>-<task>-<method>.json``, and a pair
-already tuned there is skipped.
+Each call adds its choice and a note saying how it was made to the preset file (``--out``,
+default the shipped one); its trials go to ``<trials>/<prior>-<task>-<method>-<nfe>.json``
+(default ``benchmarks/results/tune/``), and a pair already tuned there is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
 import subprocess
+from pathlib import Path
 
 from common import RESULTS, ROOT
 
@@ -29,12 +30,15 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--nfe", type=int, default=1000)
     ap.add_argument("--around", help="local search around this prior's presets (e.g. gmm-mnist), K kept")
+    ap.add_argument("--out", default=str(ROOT / "src" / "dmap" / "presets.json"), help="preset file (the shipped one)")
+    ap.add_argument("--trials", default=str(RESULTS / "tune"), help="folder for the trials of each call")
     args = ap.parse_args()
-    presets = ROOT / "src" / "dmap" / "presets.json"
-    (RESULTS / "tune").mkdir(parents=True, exist_ok=True)
+    presets = Path(args.out)
+    folder = Path(args.trials)
+    folder.mkdir(parents=True, exist_ok=True)
     for task in args.tasks.split(","):
         for method in args.methods.split(","):
-            trials = RESULTS / "tune" / f"{args.prior}-{task}-{method}.json"
+            trials = folder / f"{args.prior}-{task}-{method}-{args.nfe}.json"
             if trials.exists():
                 continue
             cmd = ["dmap", "tune", "--prior", args.prior, "--task", task, "--method", method, "--images",
