@@ -27,11 +27,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from common import PAPER_TASKS, RESULTS, ROOT, bench
 
 OUT = RESULTS / "cse"
-PRESETS = OUT / "presets-500.json"
+PRESETS = Path("benchmarks/results/cse/presets-500.json")  # relative: `dmap bench` runs in ROOT
 ASSETS = ROOT / "src" / "dmap" / "assets" / "cse"
 MAIN = ["dps", "dps+cse", "dmap", "dmap+cse", "cse"]
 GUIDE = ["dps+cse[guide=cse]", "dmap+cse[guide=cse]"]
