@@ -129,10 +129,6 @@ class Unit:
     batch: int
     index: list[int] = field(default_factory=list)
 
-    @property
-    def key(self) -> tuple[str, str, int, int]:
-        return (self.task, self.method, self.nfe, self.batch)
-
 
 def units(config: BenchConfig) -> list[Unit]:
     """Every batch of the grid in a fixed order."""
@@ -395,10 +391,6 @@ def cells(rows: list[dict], config: BenchConfig, manifest: dict) -> list[dict]:
 
 def expected_rows(config: BenchConfig) -> int:
     return len(config.tasks) * len(config.methods) * len(config.nfe) * config.images
-
-
-def default_threads(world: int) -> int:
-    return max(1, (os.cpu_count() or 1) // world)
 
 
 __all__ = ["Bench", "BenchConfig", "BenchError", "Unit", "cells", "expected_rows", "merge_store", "parse_method",
