@@ -233,13 +233,13 @@ class Bench:
         return self._tasks[name]
 
     def cse(self, task: str, spec: str):
-        from dmap.cse import find_cse, load_cse
+        from dmap.cse import get_cse
 
         _, _, path = parse_method(spec)
         key = (task, path)
         if key not in self._cse:
             try:
-                self._cse[key] = load_cse(self.prior, path, task) if path else find_cse(self.prior, task)
+                self._cse[key] = get_cse(self.prior, task, path)
             except (ValueError, OSError) as e:
                 raise BenchError(f"{spec}: {e}") from None
         return self._cse[key]

@@ -56,12 +56,12 @@ def load_prior_or_usage(name: str):
 
 def load_cse_or_error(prior, task: str, path: str | None):
     """The adapter at ``path`` or the shipped one for (prior, task); ``ValueError`` if unusable."""
-    from dmap.cse import find_cse, load_cse
+    from dmap.cse import get_cse
 
     if not dmap.make_task(task, prior.shape).operator.linear:
         raise ValueError(f"the cse methods need a linear task; {task} is not")
     try:
-        return load_cse(prior, path, task) if path else find_cse(prior, task)
+        return get_cse(prior, task, path)
     except WeightsError as e:
         raise ValueError(str(e)) from None
 

@@ -32,4 +32,10 @@ def find_cse(prior: Prior, task: str, reference: bool = False) -> CSE:
     return load_cse(prior, found[(prior.name, task)], task)
 
 
-__all__ = ["CSE", "Adapter", "ConditionedPrior", "adapter_for", "condition", "find_cse", "load_cse", "shipped_cse"]
+def get_cse(prior: Prior, task: str, path: str | Path | None = None) -> CSE:
+    """The adapter at ``path`` (checked against ``prior`` and ``task``), or the shipped one."""
+    return load_cse(prior, path, task) if path else find_cse(prior, task)
+
+
+__all__ = ["CSE", "Adapter", "ConditionedPrior", "adapter_for", "condition", "find_cse", "get_cse", "load_cse",
+           "shipped_cse"]
