@@ -30,3 +30,20 @@ def dense_log_normal(x, mean, cov):
     diff = x - mean
     sol = torch.linalg.solve(cov, diff.T).T
     return -0.5 * ((diff * sol).sum(-1) + torch.logdet(cov) + d * math.log(2 * math.pi))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--all", action="store_true", help="also run the tests marked slow (CI does)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test of several seconds; run with --all")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--all"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --all")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -108,21 +108,21 @@ def test_network_reference_scores_and_samples():
     from test_cse import tiny_prior
 
     from dmap.analysis.run import NetworkReference, analyze
-    from dmap.cse import CSE, adapter_for
+    from dmap.cse import CSE, AdapterMeta, adapter_for
     from dmap.operators import make_task
     from dmap.data import mnist_spread
     from dmap.rng import seeded
 
     prior = tiny_prior()
-    cse = CSE(prior, adapter_for(prior), {"task": "sr4", "prior": "tiny", "prior_fingerprint": prior.fingerprint()})
+    cse = CSE(prior, adapter_for(prior), AdapterMeta("sr4", "tiny", prior.fingerprint(), 0.05))
     task = make_task("sr4", prior.shape)
     x, _ = mnist_spread(3)
     y = task.simulate(x, generator=seeded(1))
     ref = NetworkReference(cse, task, y, steps=5)
-    result, samples = analyze(prior, task, x, y, methods=("dps", "cse"), n_mean=8, n_samples=3, nfe=5, cse=cse,
+    result, samples = analyze(prior, task, x, y, methods=("cse",), n_mean=8, n_samples=3, nfe=5, cse=cse,
                               reference=ref)
     assert result["reference"] == "reference cse" and not result["exact_reference"]
     assert all(e["mean"] == 0 for name in ("unconditional", "cse") for e in result["score_error"][name])
     assert all(e["mean"] > 0 for e in result["score_error"]["dps"])
     assert set(result["score_mean"]) == {"reference", "unconditional", "dps", "cse"}
-    assert set(samples) == {"reference cse", "dps", "cse"} and samples["cse"].shape == (3, 1, 32, 32)
+    assert set(samples) == {"reference cse", "cse"} and samples["cse"].shape == (3, 1, 32, 32)

@@ -2,27 +2,32 @@ import pytest
 import torch
 
 from dmap import load_prior
-from dmap.cse import CSE, adapter_for, condition, find_cse, load_cse
+from dmap.cse import CSE, AdapterMeta, adapter_for, condition, find_cse, load_cse
 from dmap.data import mnist
 from dmap.operators import TASKS, make_task
 from dmap.priors.unet import UNet, UNetPrior
 from dmap.rng import sample_generators, seeded
 from dmap.schedule import Schedule
-from dmap.solvers import METHODS, resolve_options, solve
+from dmap import METHODS, resolve_options, solve
 from dmap.train import MNIST_ARCHITECTURE, train_cse
 
-TINY = {**MNIST_ARCHITECTURE, "channels": 8, "groups": 4}
+TINY = MNIST_ARCHITECTURE.replace(channels=8, groups=4)
 LINEAR = [name for name in TASKS if make_task(name, (1, 32, 32), generator=seeded(0)).operator.linear]
 CSE_METHODS = [m for m in METHODS if METHODS[m].uses_cse]
-OPTIONS = {"cse": {"steps": 6}, "dps+cse": {"steps": 6, "step_size": 0.5}, "dmap+cse": {"steps": 4, "step_size": 0.5,
-                                                                                         "inner_steps": 2}}
+OPTIONS = {"cse": {"steps": 6}, "dps+cse": {"steps": 6, "step_size": 0.05},
+           "dmap+cse": {"steps": 4, "step_size": 0.05, "inner_steps": 2}}
+
+
+def fresh_cse(prior: UNetPrior, task: str = "sr4") -> CSE:
+    """An untrained adapter (equal to the prior) for ``task``."""
+    return CSE(prior, adapter_for(prior), AdapterMeta(task, prior.name, prior.fingerprint(), 0.05))
 
 
 def tiny_prior(seed: int = 0, name: str = "tiny") -> UNetPrior:
     """A small random UNet whose output layer is not zero (so the adapter can act)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        net = UNet(**TINY)
+        net = UNet(TINY)
         for p in net.out.parameters():
             torch.nn.init.normal_(p, std=0.05)
     return UNetPrior(net.eval(), Schedule.linear(), (1, 32, 32), name)
@@ -55,7 +60,7 @@ def fixed_batch_loss(prior, cse, data, t: int = 600):
 
 def test_at_initialization_the_estimator_is_the_prior_exactly():
     prior = tiny_prior()
-    cse = CSE(prior, adapter_for(prior), {"task": "sr4"})
+    cse = fresh_cse(prior)
     task = make_task("inpaint-box", prior.shape, generator=seeded(0))
     x = torch.randn(4, *prior.shape, generator=seeded(1))
     cond = condition(task.operator, task.simulate(x, seeded(2)))
@@ -67,7 +72,7 @@ def test_at_initialization_the_estimator_is_the_prior_exactly():
 
 
 def test_adapter_is_at_most_half_the_prior():
-    net = UNet(**MNIST_ARCHITECTURE)
+    net = UNet(MNIST_ARCHITECTURE)
     prior = UNetPrior(net, Schedule.linear(), (1, 32, 32), "m")
     n_adapter = sum(p.numel() for p in adapter_for(prior).parameters())
     assert n_adapter <= 0.5 * sum(p.numel() for p in net.parameters())
@@ -76,11 +81,11 @@ def test_adapter_is_at_most_half_the_prior():
 def test_training_lowers_the_loss_and_records_its_images(trained, data):
     prior, path = trained
     cse = load_cse(prior, path, "sr4")
-    before = fixed_batch_loss(prior, CSE(prior, adapter_for(prior), {"task": "sr4"}), data)
+    before = fixed_batch_loss(prior, fresh_cse(prior), data)
     after = fixed_batch_loss(prior, cse, data)
     assert after < 0.9 * before
-    assert cse.meta["images"]["indices"] == list(range(16)) and cse.meta["images"]["n"] == 16
-    assert cse.meta["prior_fingerprint"] == prior.fingerprint()
+    assert cse.meta.images['indices'] == list(range(16)) and cse.meta.images['n'] == 16
+    assert cse.meta.prior_fingerprint == prior.fingerprint()
 
 
 def test_resumed_training_equals_uninterrupted(data, tmp_path):
@@ -130,8 +135,8 @@ def test_no_shipped_estimator_names_what_exists():
 def test_with_an_untrained_adapter_the_cse_methods_reduce_to_their_bases(data):
     """DPS+CSE and DMAP+CSE with the estimator at initialization (equal to the prior) are
     DPS and DMAP, bit for bit; the extra evaluation of DPS+CSE changes no random draw."""
-    prior = tiny_prior()
-    cse = CSE(prior, adapter_for(prior), {"task": "sr4", "prior": "tiny", "prior_fingerprint": prior.fingerprint()})
+    prior = load_prior("mnist")  # a random prior's reverse process leaves the data range
+    cse = fresh_cse(prior)
     task = make_task("sr4", prior.shape)
     y = task.simulate(data[:2], sample_generators(1, 2))
     for method, base in (("dps+cse", "dps"), ("dmap+cse", "dmap")):
@@ -159,24 +164,23 @@ def test_cse_methods_batch_equals_loop_and_count_evaluations(method, trained, da
         batch = solve(method, prior, task, y, cse=cse, generator=sample_generators(5, 3), **OPTIONS[method])
     finally:
         del prior.net.forward
-    assert calls["n"] == 3 * METHODS[method].nfe(resolve_options(method, "mnist", "sr4", **OPTIONS[method]))
+    assert calls["n"] == 3 * resolve_options(method, "mnist", "sr4", **OPTIONS[method]).nfe()
     single = torch.cat([solve(method, prior, task, y[i : i + 1], cse=cse, generator=sample_generators(5, 1, offset=i),
                               **OPTIONS[method]) for i in range(3)])
-    torch.testing.assert_close(batch, single, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batch, single, rtol=1e-4, atol=5e-5)
     assert batch.shape == (3, 1, 32, 32) and batch.abs().max() <= 1
 
 
 def test_budget_arithmetic_counts_two_evaluations_per_guided_dps_step():
-    m = METHODS["dps+cse"]
-    assert m.steps_for(1000, {"guide": "prior"}) == 500 and m.steps_for(1000, {"guide": "cse"}) == 1000
-    assert m.nfe({"steps": 500, "guide": "prior"}) == 1000
-    dmap = METHODS["dmap+cse"]
-    assert dmap.nfe({"steps": 250, "inner_steps": 3, "guide": "prior"}) == 997
+    opts = METHODS["dps+cse"].options
+    assert opts(guide="prior").for_budget(1000).steps == 500 and opts(guide="cse").for_budget(1000).steps == 1000
+    assert opts(steps=500, guide="prior").nfe() == 1000
+    assert METHODS["dmap+cse"].options(steps=250, inner_steps=3, guide="prior").nfe() == 997
 
 
 def test_presets_start_from_the_base_method():
     opts = resolve_options("dps+cse", "mnist", "sr4")
-    assert opts["step_size"] == resolve_options("dps", "mnist", "sr4")["step_size"]
-    assert opts["steps"] == 500 and opts["guide"] == "prior"
+    assert opts.step_size == resolve_options("dps", "mnist", "sr4").step_size
+    assert opts.steps == 500 and opts.guide == "prior"
     with pytest.raises(ValueError, match="guide must be one of prior, cse"):
         resolve_options("dps+cse", "mnist", "sr4", guide="both")

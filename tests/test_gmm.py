@@ -7,7 +7,7 @@ from conftest import dense_log_normal, random_mixture
 from dmap.operators.base import LinearOperator
 from dmap.priors.gmm import GaussianMixture, GMMPrior
 from dmap.schedule import Schedule
-from dmap.solvers import solve_dps
+from dmap.solvers import DPSOptions, solve_dps
 
 
 @pytest.mark.parametrize("r", [3, 8])
@@ -83,7 +83,7 @@ def test_reverse_process_with_exact_conditional_score_samples_the_posterior():
     conditional = GMMPrior(post, Schedule.linear(), (1, 2, 4), "posterior")
     n = 4000
     op = Matrix(A, (1, 2, 4))
-    x = solve_dps(conditional, op, y.expand(n, 4).clone(), steps=1000, step_size=0.0, clamp=False,
+    x = solve_dps(conditional, op, y.expand(n, 4).clone(), DPSOptions(steps=1000, step_size=0.0, clamp=False),
                   generator=torch.Generator().manual_seed(11))
     x = x.reshape(n, -1)
     # the solver clamps its output to [-1, 1]: this posterior lies well inside

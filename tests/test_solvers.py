@@ -8,7 +8,8 @@ from dmap.operators import make_task
 from dmap.priors.gmm import GMMPrior
 from dmap.rng import sample_generators
 from dmap.schedule import Schedule
-from dmap.solvers import METHODS, NonFiniteError, project_to_sphere, resolve_options, solve
+from dmap import METHODS, resolve_options, solve
+from dmap.solvers import DivergenceError, SolveError, project_to_sphere
 
 SHAPE = (1, 4, 4)
 OPTIONS = {
@@ -92,14 +93,13 @@ def test_network_evaluations_match_the_budget(method, tiny):
     finally:
         del prior.score
     opts = resolve_options(method, "tiny", task.name, **OPTIONS[method])
-    assert calls["n"] == 3 * METHODS[method].nfe(opts)
+    assert calls["n"] == 3 * opts.nfe()
 
 
 def test_dmap_budget_arithmetic():
-    m = METHODS["dmap"]
-    opts = {"steps": m.steps_for(1000, {"inner_steps": 3}), "inner_steps": 3}
-    assert opts["steps"] == 250 and m.nfe(opts) == 997
-    assert METHODS["dps"].steps_for(1000, {}) == 1000
+    opts = METHODS["dmap"].options(inner_steps=3).for_budget(1000)
+    assert opts.steps == 250 and opts.nfe() == 997
+    assert METHODS["dps"].options().for_budget(1000).steps == 1000
 
 
 def test_sphere_projection_lands_on_the_sphere():
@@ -114,10 +114,15 @@ def test_sphere_projection_lands_on_the_sphere():
     torch.testing.assert_close(cos, torch.ones(5, dtype=torch.float64))
 
 
-def test_non_finite_values_name_step_and_step_size(tiny):
+def test_a_diverging_run_fails_naming_step_and_step_size(tiny):
     prior, task, _, y = tiny
-    with pytest.raises(NonFiniteError, match=r"step \d+ \(t=\d+\) with step size 1e\+300"):
+    with pytest.raises(SolveError, match=r"step \d+ \(t=\d+\) with step size 1e\+300"):
         solve("dps", prior, task, y, steps=5, step_size=1e300, generator=sample_generators(0, 3))
+    # not only NaN: a run whose iterates leave the data range (pure noise out) fails too
+    with pytest.raises(DivergenceError, match=r"diverged at step \d+ .* step size 1e\+06"):
+        solve("dps", prior, task, y, steps=20, step_size=1e6, generator=sample_generators(0, 3))
+    # the preset-sized step does not trip it
+    solve("dps", prior, task, y, steps=20, step_size=0.3, generator=sample_generators(0, 3))
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -125,7 +130,7 @@ def test_non_finite_values_name_step_and_step_size(tiny):
     ({"step_size": math.inf}, "step size"),
     ({"step_size": -1.0}, "step size"),
     ({"inner_steps": 0}, "inner steps"),
-    ({"bogus": 1}, "no option bogus"),
+    ({"bogus": 1}, "unknown setting.*bogus"),
 ])
 def test_bad_options(bad, message):
     with pytest.raises(ValueError, match=message):

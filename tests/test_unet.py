@@ -6,10 +6,11 @@ from safetensors.torch import load_file
 
 from dmap.cli import main
 from dmap.data import mnist
-from dmap.priors.unet import UNet, WeightsError, load_unet_prior
+from dmap.priors.unet import UNet, UNetConfig, load_unet_prior
+from dmap.utils import WeightsError
 from dmap.train import MNIST_ARCHITECTURE, train_prior
 
-TINY = {**MNIST_ARCHITECTURE, "channels": 8, "groups": 4}
+TINY = MNIST_ARCHITECTURE.replace(channels=8, groups=4)
 
 
 @pytest.fixture(scope="module")
@@ -18,12 +19,12 @@ def data():
 
 
 def test_unet_shapes_and_zero_init():
-    net = UNet(**TINY)
+    net = UNet(TINY)
     x = torch.randn(3, 1, 32, 32)
     eps = net(x, torch.tensor([0, 10, 999]))
     assert eps.shape == x.shape and eps.dtype == torch.float32
     assert torch.equal(eps, torch.zeros_like(eps))  # zero-initialized output layer
-    assert sum(p.numel() for p in UNet(**MNIST_ARCHITECTURE).parameters()) <= 2_500_000
+    assert sum(p.numel() for p in UNet(MNIST_ARCHITECTURE).parameters()) <= 2_500_000
 
 
 def test_training_lowers_the_loss(data, tmp_path):
@@ -38,7 +39,7 @@ def test_weights_reload_to_identical_outputs(data, tmp_path):
     prior = load_unet_prior(weights)
     cfg = json.loads((tmp_path / "tiny.json").read_text())
     assert cfg["training"]["steps"] == 4 and cfg["data"]["n"] == 64 and prior.name == "tiny"
-    net = UNet(**cfg["architecture"])
+    net = UNet(UNetConfig.from_dict(cfg["architecture"]))
     net.load_state_dict(load_file(str(weights)))
     x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([3, 700])
@@ -79,12 +80,17 @@ def test_cli_refuses_corrupt_weights_with_exit_2(data, tmp_path, capsys):
     from dmap.data import save_image
 
     save_image(tmp_path / "d.png", save)
+    # a prior trained with dmap train loads by path (sampling: a 1-step prior cannot restore)
+    assert main(["sample", "--prior", str(weights), "-n", "2", "--steps", "2", "--out", str(tmp_path / "s.png")]) == 0
     argv = ["restore", str(tmp_path / "d.png"), "--task", "sr4", "--method", "dps", "--steps", "2",
-            "--prior", str(weights), "--out", str(tmp_path / "out")]
-    assert main(argv) == 0  # a prior trained with dmap train loads by path
+            "--prior", str(weights), "--out", str(tmp_path / "out2")]
     weights.write_bytes(weights.read_bytes()[:100])
-    argv[-1] = str(tmp_path / "out2")
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not a valid dmap UNet weights file" in err
+    assert err.count("\n") == 1 and "w.safetensors: not a valid prior weights file" in err
     assert not (tmp_path / "out2").exists()
+    # the weights file is named when missing, not the description beside it
+    weights.unlink()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "w.safetensors: no such file" in err and ".json" not in err

@@ -1,16 +1,19 @@
-"""dmap: imaging inverse problems with diffusion priors (DPS, DSG, DMAP).
+"""dmap: imaging inverse problems with diffusion priors (DPS, DSG, DMAP, CSE).
 
 The stable API::
 
-    prior = dmap.load_prior("gmm-mnist")
+    prior = dmap.load_prior("mnist")
     task = dmap.make_task("sr4", prior.shape, sigma_y=0.05, generator=g)
     y = task.simulate(x, generator=g)
     x0 = dmap.solve("dmap", prior, task, y, generator=g)
 """
 
+from dmap.api import run_method, solve
 from dmap.operators import TASKS, make_task
-from dmap.priors import PRIORS, load_prior
-from dmap.solvers import METHODS, solve
+from dmap.presets import load_presets, resolve_options
+from dmap.shipped import DEFAULT_PRIOR, PRIORS, load_prior
+from dmap.solvers import METHODS
 
-__version__ = "0.1.0"
-__all__ = ["load_prior", "make_task", "solve", "PRIORS", "TASKS", "METHODS", "__version__"]
+__version__ = "0.2.0"
+__all__ = ["load_prior", "make_task", "solve", "run_method", "resolve_options", "load_presets", "PRIORS",
+           "DEFAULT_PRIOR", "TASKS", "METHODS", "__version__"]

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dmap.utils import seeded_init
+
 FEATURES = 128
 
 
@@ -38,9 +40,7 @@ class DigitNet(nn.Module):
 def train_classifier(x: Tensor, labels: Tensor, *, epochs: int = 16, batch_size: int = 128, lr: float = 3e-3,
                      seed: int = 0) -> DigitNet:
     """Train :class:`DigitNet` with random shifts of up to 2 px (Adam, cosine decay)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = DigitNet()
+    net = seeded_init(seed, DigitNet)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     total = epochs * ((len(x) + batch_size - 1) // batch_size)

@@ -1,4 +1,4 @@
-"""Figures drawn with Pillow alone: labelled grids of images in [-1, 1]."""
+"""Figures: labelled image grids (Pillow) and plots (matplotlib, headless Agg backend)."""
 
 from __future__ import annotations
 
@@ -37,94 +37,74 @@ def grid(
     canvas.save(path)
 
 
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf"]
+def _axes(title: str, xlabel: str, ylabel: str, size: tuple[float, float]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size, dpi=110, layout="constrained")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def _save(fig, path: str | Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def line_plot(
     series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, *, title: str = "",
-    xlabel: str = "", ylabel: str = "", log_y: bool = False, size: tuple[int, int] = (560, 360),
+    xlabel: str = "", ylabel: str = "", log_x: bool = False, log_y: bool = False,
+    size: tuple[float, float] = (6.4, 4.0),
 ) -> None:
-    """A line plot with a legend, drawn with Pillow: ``series`` maps a name to ``(xs, ys)``;
-    non-finite and (with ``log_y``) non-positive points are skipped."""
+    """Lines with markers, one per ``series`` entry (name -> ``(xs, ys)``), with a legend;
+    non-finite points are left out."""
     import math
 
-    from PIL import Image, ImageDraw
-
-    W, H = size
-    left, right, top, bottom = 64, 150, 28, 40
-    pts = {k: [(x, y) for x, y in zip(*v) if math.isfinite(y) and (y > 0 or not log_y)] for k, v in series.items()}
-    xs = [x for p in pts.values() for x, _ in p] or [0.0, 1.0]
-    ys = [math.log10(y) if log_y else y for p in pts.values() for _, y in p] or [0.0, 1.0]
-    x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-    y0, y1 = min(ys), max(ys) if max(ys) > min(ys) else min(ys) + 1
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        v = math.log10(y) if log_y else y
-        return (left + (x - x0) / (x1 - x0) * (W - left - right), top + (1 - (v - y0) / (y1 - y0)) * (H - top - bottom))
-
-    im = Image.new("RGB", size, "white")
-    d = ImageDraw.Draw(im)
-    d.rectangle([left, top, W - right, H - bottom], outline="black")
-    for i in range(5):
-        fy = y0 + (y1 - y0) * i / 4
-        yy = top + (1 - i / 4) * (H - top - bottom)
-        d.text((4, yy - 6), f"{10 ** fy:.3g}" if log_y else f"{fy:.3g}", fill="black")
-        fx = x0 + (x1 - x0) * i / 4
-        d.text((left + i / 4 * (W - left - right) - 10, H - bottom + 4), f"{fx:.4g}", fill="black")
-    d.text((left, 8), title, fill="black")
-    d.text(((W - right + left) // 2 - 20, H - 16), xlabel, fill="black")
-    d.text((4, top - 20), ylabel, fill="black")
-    for i, (name, p) in enumerate(pts.items()):
-        color = COLORS[i % len(COLORS)]
-        if len(p) > 1:
-            d.line([px(x, y) for x, y in p], fill=color, width=2)
-        for x, y in p:
-            cx, cy = px(x, y)
-            d.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=color)
-        d.line([W - right + 10, top + 10 + 16 * i, W - right + 30, top + 10 + 16 * i], fill=color, width=3)
-        d.text((W - right + 34, top + 4 + 16 * i), name, fill="black")
-    im.save(path)
+    fig, ax = _axes(title, xlabel, ylabel, size)
+    for name, (xs, ys) in series.items():
+        pts = [(x, y) for x, y in zip(xs, ys) if math.isfinite(y) and (y > 0 or not log_y)]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", markersize=3, label=name)
+    if log_x:
+        ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    if series:
+        ax.legend(fontsize=8)
+    _save(fig, path)
 
 
 def bar_chart(values: dict[str, float] | dict[str, dict[str, float]], path: str | Path, *, title: str = "",
-              ylabel: str = "", size: tuple[int, int] | None = None) -> None:
-    """A bar chart with the value printed above each bar, drawn with Pillow.  ``values``
-    maps a name to a value, or a group name to ``{series: value}`` (grouped bars, one
-    colour per series, with a legend)."""
-    from PIL import Image, ImageDraw
+              ylabel: str = "", size: tuple[float, float] | None = None) -> None:
+    """Bars with their values printed on them: ``values`` maps a name to a value, or a
+    group name to ``{series: value}`` (grouped bars, one colour per series, a legend)."""
+    import numpy as np
 
     grouped = any(isinstance(v, dict) for v in values.values())
     groups = values if grouped else {"": values}
     series = list(dict.fromkeys(k for g in groups.values() for k in g))
-    n_bars = sum(len(g) for g in groups.values()) + len(groups) - 1  # a gap between groups
-    W, H = size or (max(480, 60 + 34 * n_bars + 120 * grouped), 320)
-    left, right, top, bottom = 48, 120 * grouped + 8, 36, 36
-    im = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(im)
-    finite = [v for g in groups.values() for v in g.values() if v == v]
-    lo = min(0.0, min(finite, default=0.0))
-    hi = max(finite + [1e-12])
-    width = (W - left - right) / max(1, n_bars)
-    d.line([left, H - bottom, W - right, H - bottom], fill="black")
-    d.text((left, 8), title, fill="black")
-    d.text((4, top - 16), ylabel, fill="black")
-    i = 0
-    for name, group in groups.items():
-        first = i
-        for key, v in group.items():
-            x0 = left + i * width + width * 0.1
-            h = 0 if v != v else (v - lo) / (hi - lo) * (H - top - bottom)
-            color = COLORS[series.index(key) % len(COLORS)]
-            d.rectangle([x0, H - bottom - h, x0 + width * 0.8, H - bottom], fill=color)
-            d.text((x0, H - bottom - h - 14), f"{v:.3g}", fill="black")
-            if not grouped:
-                d.text((x0, H - bottom + 6), key, fill="black")
-            i += 1
+    fig, ax = _axes(title, "", ylabel, size or (max(5.0, 1.0 + 0.45 * len(series) * len(groups)), 3.8))
+    width = 0.8 / len(series) if grouped else 0.6
+    x = np.arange(len(groups))
+    for j, key in enumerate(series):
         if grouped:
-            d.text((left + first * width, H - bottom + 6), name, fill="black")
-        i += 1
+            vals = [g.get(key, float("nan")) for g in groups.values()]
+            bars = ax.bar(x + (j - (len(series) - 1) / 2) * width, vals, width, label=key)
+        else:
+            vals = list(values.values())
+            bars = ax.bar(np.arange(len(vals)), vals, width)
+            ax.set_xticks(np.arange(len(vals)), list(values), fontsize=8)
+        ax.bar_label(bars, fmt="%.3g", fontsize=7)
+        if not grouped:
+            break
     if grouped:
-        for j, key in enumerate(series):
-            d.rectangle([W - right + 10, top + 16 * j, W - right + 24, top + 16 * j + 10], fill=COLORS[j % len(COLORS)])
-            d.text((W - right + 28, top - 2 + 16 * j), key, fill="black")
-    im.save(path)
+        ax.set_xticks(x, list(groups), fontsize=8)
+        ax.legend(fontsize=8)
+    _save(fig, path)

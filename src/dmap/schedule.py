@@ -7,40 +7,77 @@ Notation (Ho et al. 2020; DESIGN.md section 3)::
     s(x_t) = -eps / sqrt(1 - ab_t)                       (score)
 
 Timesteps are 0-based (``t = 0 .. T-1``); ``t = -1`` stands for the clean image
-(``ab = 1``), the target of the last reverse step.  All coefficients are computed
-in float64 and cast to the dtype of the tensor they multiply.
+(``ab = 1``), the target of the last reverse step.  Every coefficient is computed in
+float64 and only then cast to the dtype of the tensor it multiplies.  A schedule
+serializes itself (:class:`ScheduleConfig`): a prior saved with a cosine schedule
+reloads with it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
 
+from dmap.config import Config
+
+KINDS = ("linear", "cosine")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig(Config):
+    """What defines a schedule, saved with every prior: ``kind`` (``linear``: betas from
+    ``beta_start`` to ``beta_end``; ``cosine``: Nichol & Dhariwal's with offset ``s``)
+    and the number of steps ``T``."""
+
+    kind: str = "linear"
+    T: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    s: float = 0.008
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown schedule kind {self.kind!r}; choose from {', '.join(KINDS)}")
+        if self.T < 1:
+            raise ValueError(f"a schedule needs T >= 1, got {self.T}")
+
+    def betas(self) -> Tensor:
+        """The betas in float64, length ``T``."""
+        if self.kind == "linear":
+            return torch.linspace(self.beta_start, self.beta_end, self.T, dtype=torch.float64)
+        f = torch.cos((torch.arange(self.T + 1, dtype=torch.float64) / self.T + self.s) / (1 + self.s) * math.pi / 2) ** 2
+        return torch.clamp(1 - f[1:] / f[:-1], max=0.999)
+
 
 @dataclass(frozen=True, eq=False)
 class Schedule:
-    """A DDPM schedule given by its betas (float64, length T)."""
+    """A DDPM schedule built from its :class:`ScheduleConfig` (betas in float64, length T)."""
 
-    betas: Tensor
+    config: ScheduleConfig
 
-    def __post_init__(self) -> None:
-        ab = torch.cumprod(1 - self.betas.to(torch.float64), dim=0)
+    @cached_property
+    def betas(self) -> Tensor:
+        return self.config.betas()
+
+    @cached_property
+    def _ab_padded(self) -> Tensor:
         # index t + 1, so that t = -1 (the clean image) reads ab = 1
-        object.__setattr__(self, "_ab_padded", torch.cat([torch.ones(1, dtype=torch.float64), ab]))
+        ab = torch.cumprod(1 - self.betas, dim=0)
+        return torch.cat([torch.ones(1, dtype=torch.float64), ab])
 
     @classmethod
-    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "Schedule":
+    def linear(cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Schedule:
         """Linear betas from ``beta_start`` to ``beta_end`` (the ADM/DPS default)."""
-        return cls(torch.linspace(beta_start, beta_end, T, dtype=torch.float64))
+        return cls(ScheduleConfig("linear", T, beta_start, beta_end))
 
     @classmethod
-    def cosine(cls, T: int = 1000, s: float = 0.008) -> "Schedule":
+    def cosine(cls, T: int = 1000, s: float = 0.008) -> Schedule:
         """Cosine schedule of Nichol & Dhariwal (2021), betas clipped at 0.999."""
-        f = torch.cos((torch.arange(T + 1, dtype=torch.float64) / T + s) / (1 + s) * math.pi / 2) ** 2
-        return cls(torch.clamp(1 - f[1:] / f[:-1], max=0.999))
+        return cls(ScheduleConfig("cosine", T, s=s))
 
     @property
     def T(self) -> int:
@@ -51,13 +88,18 @@ class Schedule:
         return self._ab_padded[1:]
 
     def ab(self, t: Tensor | int, like: Tensor) -> Tensor:
-        """``ab_t`` for an int64 timestep tensor ``[B]`` (or an int), shaped to broadcast
-        against ``like`` ([B, ...]) and cast to its dtype/device; ``t = -1`` gives 1."""
+        """``ab_t`` in float64 for an int64 timestep tensor ``[B]`` (or an int), shaped to
+        broadcast against ``like`` ([B, ...]) on its device; ``t = -1`` gives 1."""
         t = torch.as_tensor(t, dtype=torch.int64).reshape(-1)
         if (t < -1).any() or (t >= self.T).any():
             raise ValueError(f"timesteps must lie in [-1, {self.T - 1}], got {t.tolist()}")
         ab = self._ab_padded[t.cpu() + 1]
-        return ab.reshape(-1, *([1] * (like.dim() - 1))).to(device=like.device, dtype=like.dtype)
+        return ab.reshape(-1, *([1] * (like.dim() - 1))).to(device=like.device)
+
+    def coef(self, t: Tensor | int, like: Tensor, fn) -> Tensor:
+        """``fn(ab_t)`` computed in float64, then cast to ``like``'s dtype: coefficients such
+        as ``sqrt(1 - ab_t)`` keep their precision near ``t = 0``."""
+        return fn(self.ab(t, like)).to(like.dtype)
 
     def timesteps(self, steps: int) -> list[int]:
         """Respaced timesteps ``tau_N > ... > tau_1``: ``steps`` evenly spaced integers
@@ -78,22 +120,19 @@ class Schedule:
 
     def q_sample(self, x0: Tensor, t: Tensor | int, noise: Tensor) -> Tensor:
         """``x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) noise``."""
-        ab = self.ab(t, x0)
-        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        return self.coef(t, x0, torch.sqrt) * x0 + self.coef(t, x0, lambda a: (1 - a).sqrt()) * noise
 
     def eps_to_x0(self, x_t: Tensor, eps: Tensor, t: Tensor | int) -> Tensor:
-        ab = self.ab(t, x_t)
-        return (x_t - (1 - ab).sqrt() * eps) / ab.sqrt()
+        return (x_t - self.coef(t, x_t, lambda a: (1 - a).sqrt()) * eps) * self.coef(t, x_t, torch.rsqrt)
 
     def x0_to_eps(self, x_t: Tensor, x0: Tensor, t: Tensor | int) -> Tensor:
-        ab = self.ab(t, x_t)
-        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+        return (x_t - self.coef(t, x_t, torch.sqrt) * x0) * self.coef(t, x_t, lambda a: (1 - a).rsqrt())
 
     def eps_to_score(self, eps: Tensor, t: Tensor | int) -> Tensor:
-        return -eps / (1 - self.ab(t, eps)).sqrt()
+        return -eps * self.coef(t, eps, lambda a: (1 - a).rsqrt())
 
     def score_to_eps(self, score: Tensor, t: Tensor | int) -> Tensor:
-        return -score * (1 - self.ab(t, score)).sqrt()
+        return -score * self.coef(t, score, lambda a: (1 - a).sqrt())
 
     # --- reverse steps -------------------------------------------------------------
 
@@ -110,10 +149,13 @@ class Schedule:
         """
         ab_t = self.ab(t, x_t)
         ab_prev = self.ab(t_prev, x_t)
-        eps = (x_t - ab_t.sqrt() * x0_hat) / (1 - ab_t).sqrt()
         var = eta**2 * (1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)
-        mu = ab_prev.sqrt() * x0_hat + (1 - ab_prev - var).clamp_min(0).sqrt() * eps
-        return mu, var.sqrt()
+        # eps = (x_t - sqrt(ab_t) x0_hat) / sqrt(1 - ab_t), folded into two coefficients
+        c_eps = (1 - ab_prev - var).clamp_min(0).sqrt() / (1 - ab_t).sqrt()
+        c_x0 = ab_prev.sqrt() - c_eps * ab_t.sqrt()
+        dtype = x_t.dtype
+        mu = c_x0.to(dtype) * x0_hat + c_eps.to(dtype) * x_t
+        return mu, var.sqrt().to(dtype)
 
     def score_step_factor(self, t: int, t_prev: int) -> float:
         """``sqrt(alpha'_t) / beta'_t`` for the step ``t -> t_prev``: since the reverse mean

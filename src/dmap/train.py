@@ -9,9 +9,7 @@ ends in the same state as an uninterrupted one.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,24 +18,15 @@ import torch
 from torch import Tensor
 
 from dmap.operators.tasks import DEFAULT_SIGMA_Y, make_task
-from dmap.priors.unet import UNet, UNetPrior
+from dmap.priors.unet import PriorConfig, UNet, UNetConfig, UNetPrior
 from dmap.schedule import Schedule
+from dmap.utils import atomic_path, frozen, save_safetensors, seeded_init, short_sha256, write_json_atomic
 
 CHECKPOINT = "checkpoint.pt"
 
 # the shipped `mnist` prior: 1.1 M parameters, 2x2 pixel folding, attention at 4 x 4
-MNIST_ARCHITECTURE = dict(in_channels=1, channels=32, mults=[1, 2, 2], res_blocks=1, attention=[4], size=32,
-                          groups=8, dropout=0.0, patch=2)
-
-
-def data_hash(x: Tensor) -> str:
-    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+MNIST_ARCHITECTURE = UNetConfig(in_channels=1, channels=32, mults=(1, 2, 2), res_blocks=1, attention=(4,), size=32,
+                                groups=8, dropout=0.0, patch=2)
 
 
 def _fit(
@@ -101,9 +90,10 @@ def _fit(
             progress(step, loss.item())
         if step % checkpoint_every == 0 or step == steps:
             log.flush()
-            _atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                          "generator": gen.get_state(), "step": torch.tensor(step),
-                          "config": json.dumps(config)}, ckpt_path)
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                            "generator": gen.get_state(), "step": torch.tensor(step),
+                            "config": json.dumps(config)}, tmp)
     log.close()
     return ema.eval()
 
@@ -117,19 +107,12 @@ def _noised(data: Tensor, schedule: Schedule, batch_size: int, gen: torch.Genera
     return x0, t, noise, schedule.q_sample(x0, t, noise)
 
 
-def _seeded_init(seed: int, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
-    """``build()`` under ``seed`` without touching the global generator."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()
-
-
 def train_prior(
     data: Tensor,
     out: str | Path,
     *,
     name: str = "prior",
-    architecture: dict | None = None,
+    architecture: UNetConfig = MNIST_ARCHITECTURE,
     steps: int = 1000,
     batch_size: int = 64,
     lr: float = 2e-4,
@@ -148,27 +131,21 @@ def train_prior(
     finally ``out/<name>.safetensors`` (EMA weights) with ``out/<name>.json`` (architecture,
     schedule, data hash, training settings).  ``progress(step, loss)`` is called each step.
     Returns the weights path."""
-    from safetensors.torch import save_file
-
     out = Path(out)
     schedule = schedule or Schedule.linear()
-    arch = dict(architecture or MNIST_ARCHITECTURE)
-    arch["in_channels"], arch["size"] = data.shape[1], data.shape[2]
-    config = {"name": name, "architecture": arch, "schedule": {"kind": "linear", "T": schedule.T},
-              "data": {"n": len(data), "sha256_16": data_hash(data)},
-              "training": {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed}}
+    arch = architecture.replace(in_channels=data.shape[1], size=data.shape[2])
+    config = PriorConfig(name, arch, schedule.config, {"n": len(data), "sha256_16": short_sha256(data)},
+                         {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed})
 
     def batch_loss(net: torch.nn.Module, gen: torch.Generator) -> Tensor:
         _, t, noise, x_t = _noised(data, schedule, batch_size, gen)
         return ((net(x_t, t) - noise) ** 2).mean()
 
-    ema = _fit(_seeded_init(seed, lambda: UNet(**arch)), batch_loss, out, config, steps=steps, lr=lr,
+    ema = _fit(seeded_init(seed, lambda: UNet(arch)), batch_loss, out, config.to_dict(), steps=steps, lr=lr,
                warmup=warmup, ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every, progress=progress)
     weights = out / f"{name}.safetensors"
-    state = {k: v.contiguous() for k, v in ema.state_dict().items()}
-    save_file(state, str(weights), metadata={"steps": str(steps)})
-    config["training"]["steps"] = steps
-    (out / f"{name}.json").write_text(json.dumps(config, indent=1) + "\n")
+    save_safetensors(weights, ema.state_dict(), metadata={"steps": str(steps)})
+    write_json_atomic(weights.with_suffix(".json"), config.replace(training={**config.training, "steps": steps}).to_dict())
     return weights
 
 
@@ -197,7 +174,7 @@ def train_cse(
     and its description beside it (``.json``); checkpoints and the loss log go to the
     folder ``<out>.run`` and a rerun resumes from them, as in :func:`train_prior`.
     Returns ``out``."""
-    from dmap.cse import CSE, adapter_for, condition
+    from dmap.cse import CSE, AdapterMeta, adapter_for, condition
 
     if len(indices) != len(data):
         raise ValueError(f"{len(indices)} indices for {len(data)} images")
@@ -206,10 +183,9 @@ def train_cse(
         raise ValueError(f"{out}: the adapter file must end in .safetensors")
     schedule = prior.schedule
     make_task(task, prior.shape, sigma_y=sigma_y)  # validates the task name before any work
-    prior.requires_grad_(False)
-    meta = {"task": task, "prior": prior.name, "prior_fingerprint": prior.fingerprint(), "sigma_y": sigma_y,
-            "images": {"n": len(data), "indices": [int(i) for i in indices], "sha256_16": data_hash(data)},
-            "training": {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed}}
+    meta = AdapterMeta(task, prior.name, prior.fingerprint(), sigma_y,
+                       {"n": len(data), "indices": [int(i) for i in indices], "sha256_16": short_sha256(data)},
+                       {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed})
 
     def batch_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
         x0, t, noise, x_t = _noised(data, schedule, batch_size, gen)
@@ -217,8 +193,8 @@ def train_cse(
         cond = condition(sim.operator, sim.simulate(x0, gen))
         return ((prior.net(x_t, t, adapter(x_t, t, cond)) - noise) ** 2).mean()
 
-    ema = _fit(_seeded_init(seed, lambda: adapter_for(prior)), batch_loss, out.with_suffix(".run"), meta,
-               steps=steps, lr=lr, warmup=warmup, ema_decay=ema_decay, seed=seed,
-               checkpoint_every=checkpoint_every, progress=progress)
-    meta["training"]["steps"] = steps
-    return CSE(prior, ema, meta).save(out)
+    with frozen(prior):  # only the adapter learns; the caller's prior is left as it was
+        ema = _fit(seeded_init(seed, lambda: adapter_for(prior)), batch_loss, out.with_suffix(".run"),
+                   meta.to_dict(), steps=steps, lr=lr, warmup=warmup, ema_decay=ema_decay, seed=seed,
+                   checkpoint_every=checkpoint_every, progress=progress)
+    return CSE(prior, ema, meta.replace(training={**meta.training, "steps": steps})).save(out)

@@ -22,15 +22,22 @@ from torch import Tensor
 import dmap
 from dmap.analysis.diversity import diversity
 from dmap.analysis.scores import dps_score, mean_test, score_error
-from dmap.cse import CSE, condition, shipped_cse
+from dmap.api import run_method
+from dmap.cse import CSE, condition, find_cse
 from dmap.operators.tasks import Task
+from dmap.presets import resolve_options
 from dmap.priors.base import Prior
 from dmap.priors.gmm import GMMPrior
 from dmap.rng import sample_generators, seeded
-from dmap.solvers import METHODS, resolve_options
+from dmap.shipped import shipped_cse
+from dmap.solvers import Options
 from dmap.solvers.cse import solve_cse
 
-TIMESTEPS = list(range(49, 1000, 50))  # t = 50, 100, ..., 1000 counted from 1
+
+def timesteps(T: int, n: int = 20) -> list[int]:
+    """``n`` evenly spaced timesteps ``T/n - 1, 2T/n - 1, ..., T - 1`` (0-based; with
+    ``T = 1000``: t = 50, 100, ..., 1000 counted from 1)."""
+    return [round(T * (i + 1) / n) - 1 for i in range(n)]
 
 
 class ExactReference:
@@ -78,7 +85,7 @@ class NetworkReference:
     def posterior(self, n: int, seed: int) -> Tensor:
         y0 = self.y[:1].expand(n, *self.y.shape[1:]).contiguous()
         with torch.no_grad():
-            return solve_cse(self.cse.prior, self.task.operator, y0, cse=self.cse, steps=self.steps,
+            return solve_cse(self.cse.prior, self.task.operator, y0, Options(steps=self.steps), cse=self.cse,
                              generator=sample_generators(seed + 3, n))
 
 
@@ -90,7 +97,7 @@ def reference_for(prior: Prior, task: Task, y: Tensor) -> ExactReference | Netwo
     if isinstance(prior, GMMPrior):
         return ExactReference(prior, task, y)
     if (prior.name, task.name) in shipped_cse(reference=True):
-        return NetworkReference(dmap.cse.find_cse(prior, task.name, reference=True), task, y)
+        return NetworkReference(find_cse(prior, task.name, reference=True), task, y)
     return None
 
 
@@ -108,14 +115,15 @@ def analyze(
     say = progress or (lambda _: None)
     op = task.operator
     if cse is None and op.linear and (prior.name, task.name) in shipped_cse():
-        cse = dmap.cse.find_cse(prior, task.name)
+        cse = find_cse(prior, task.name)
     if methods is None:
         methods = ("dps", "dsg", "dmap") + (("cse", "dps+cse") if cse is not None else ())
     ref = reference or reference_for(prior, task, y)
-    zeta = resolve_options("dps", prior.name, task.name)["step_size"]
-    stride = prior.schedule.T // resolve_options("dps", prior.name, task.name)["steps"]
+    dps = resolve_options("dps", prior.name, task.name)
+    zeta, stride = dps.step_size, prior.schedule.T // dps.steps
+    ts = timesteps(prior.schedule.T)
     out: dict = {"prior": prior.name, "task": task.name, "sigma_y": task.sigma_y, "pairs": len(x), "seed": seed,
-                 "nfe": nfe, "dps_step_size": zeta, "timesteps": [t + 1 for t in TIMESTEPS],
+                 "nfe": nfe, "dps_step_size": zeta, "timesteps": [t + 1 for t in ts],
                  "reference": None if ref is None else ref.name,
                  "exact_reference": isinstance(ref, ExactReference)}
     samples: dict[str, Tensor] = {}
@@ -133,7 +141,7 @@ def analyze(
         x0_ref = ref.posterior(n_mean, seed)
         errors: dict[str, list] = {}
         means: dict[str, list] = {}
-        for t in TIMESTEPS:
+        for t in ts:
             say(f"scores at t={t + 1}")
             xt = prior.schedule.q_sample(x, t, torch.randn(x.shape, generator=seeded(seed, 1, t)))
             s_ref = ref.score(xt, t, list(range(len(x))))
@@ -151,11 +159,9 @@ def analyze(
     for method in methods:
         say(f"{n_samples} samples of {method}")
         y0 = y[:1].expand(n_samples, *y.shape[1:]).contiguous()
-        opts = resolve_options(method, prior.name, task.name)
-        opts["steps"] = METHODS[method].steps_for(nfe, opts)
-        extra = {"cse": cse} if METHODS[method].uses_cse else {}
-        samples[method] = dmap.solve(method, prior, task, y0, generator=sample_generators(seed, n_samples),
-                                     **opts, **extra)
+        opts = resolve_options(method, prior.name, task.name).for_budget(nfe)
+        samples[method] = run_method(method, prior, task, y0, opts, generator=sample_generators(seed, n_samples),
+                                     cse=cse if dmap.METHODS[method].uses_cse else None)
     post_mean = None if ref is None else ref.posterior_mean
     out["diversity"] = {name: diversity(s.clamp(-1, 1), truth=x[:1], posterior_mean=post_mean)
                         for name, s in samples.items()}
@@ -172,14 +178,16 @@ def analysis_figures(result: dict, samples: dict[str, Tensor], truth: Tensor, me
     ts = result["timesteps"]
     if "score_error" in result:
         line_plot({k: (ts, [e["mean"] for e in v]) for k, v in result["score_error"].items()},
-                  out / "score_error.png", title=f"score error vs {result['reference']}, {result['task']}", xlabel="t",
-                  ylabel="||s - s*||^2 / n", log_y=True)
+                  out / "score_error.png", title=f"Score error against the {result['reference']}, "
+                  f"{result['task']}, prior {result['prior']}", xlabel="timestep t (of 1..T)",
+                  ylabel="mean squared error per pixel ||s - s*||² / n", log_y=True)
         series = {k: (ts, [m["norm"] for m in v]) for k, v in result["score_mean"].items()}
         series["MC error"] = (ts, [m["se"] for m in result["score_mean"]["reference"]])
-        line_plot(series, out / "score_mean.png", title=f"||mean score|| under p_t(x_t | y), {result['task']}",
-                  xlabel="t", ylabel="norm", log_y=True)
+        line_plot(series, out / "score_mean.png", title=f"Norm of the mean score under p_t(x_t | y) "
+                  f"(0 for a valid score), {result['task']}", xlabel="timestep t (of 1..T)",
+                  ylabel="||E[s(x_t, y)]||", log_y=True)
     bar_chart({k: v["pixel_std"] for k, v in result["diversity"].items()}, out / "diversity.png",
-              title=f"diversity of {len(next(iter(samples.values())))} restorations, {result['task']}",
-              ylabel="mean per-pixel std")
+              title=f"Diversity of {len(next(iter(samples.values())))} restorations of one y, {result['task']}",
+              ylabel="mean per-pixel std ([-1, 1] units)")
     rows = [[truth, measurement]] + [list(s) for s in samples.values()]
     grid(rows, out / "samples.png", row_labels=["truth, y"] + list(samples), cell=40, pad=1)

@@ -1,12 +1,15 @@
-"""``dmap bench``: a resumable, shardable benchmark runner (see :mod:`dmap.bench.runner`).
+"""``dmap bench``: a resumable, shardable benchmark runner.
 
     from dmap.bench import BenchConfig, run_bench
     summary = run_bench(BenchConfig("mnist", ("sr4",), ("dps", "dmap"), images=32), "runs/b")
 
-One process, ``workers`` processes started here, or the processes of
+Modules: :mod:`~dmap.bench.specs` (what to run), :mod:`~dmap.bench.store` (the
+append-only result store), :mod:`~dmap.bench.runner` (solving the batches),
+:mod:`~dmap.bench.report` (statistics, tables, figures); this module distributes the
+work.  One process, ``workers`` processes started here, or the processes of
 ``torchrun --nproc_per_node N -m dmap bench ...`` (``RANK`` / ``WORLD_SIZE`` in the
-environment) share the work by rank through ``torch.distributed`` (gloo); rank 0 merges
-the store and writes the report.
+environment) share the batches by rank through ``torch.distributed`` (gloo); rank 0
+merges the store and writes the report.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from dmap.bench.report import markdown, mean_se, write_report
-from dmap.bench.runner import (Bench, BenchConfig, BenchError, cells, expected_rows, merge_store, parse_method,
-                               pending, read_store, run_unit, split_specs, units)
+from dmap.bench.report import cells, markdown, mean_se, write_report
+from dmap.bench.runner import Bench, Unit, pending, run_unit, units
+from dmap.bench.specs import BenchConfig, BenchError, parse_method, split_specs
+from dmap.bench.store import merge_store, read_store
 from dmap.progress import progress_bar
 
 
@@ -33,13 +37,13 @@ def _device(device: str | None, local_rank: int) -> str:
     return device
 
 
-def _work(config: BenchConfig, out: Path, rank: int, world: int, device: str | None, threads: int | None,
+def _work(config: BenchConfig, out: Path, rank: int, world: int, device: str | None,
           show_progress: bool) -> list[dict] | None:
     """One worker's share; rank 0 then merges and reports (returns the summary)."""
     import torch.distributed as dist
 
     distributed = world > 1
-    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // world))
+    torch.set_num_threads(config.threads)
     start = time.perf_counter()
     bench = Bench(config, out, _device(device, int(os.environ.get("LOCAL_RANK", rank))))
     if rank == 0:
@@ -64,23 +68,22 @@ def _work(config: BenchConfig, out: Path, rank: int, world: int, device: str | N
     summary = cells(rows, config, bench.manifest)
     write_report(bench, rows, summary)
     wall = time.perf_counter() - start
-    log = out / "runs.jsonl"
-    with log.open("a") as f:
-        f.write(json.dumps({"workers": world, "device": str(bench.device), "threads": torch.get_num_threads(),
+    with (out / "runs.jsonl").open("a") as f:
+        f.write(json.dumps({"workers": world, "device": str(bench.device), "threads": config.threads,
                             "units_solved": len(todo), "wall_s": wall, "solve_s": solve_s,
                             "overhead": (wall / solve_s - 1) if solve_s > 0 else None}) + "\n")
-    if len(rows) != expected_rows(config):
-        raise BenchError(f"the store holds {len(rows)} rows, {expected_rows(config)} expected")
+    if len(rows) != config.expected_rows():
+        raise BenchError(f"the store holds {len(rows)} rows, {config.expected_rows()} expected")
     return summary
 
 
 def _spawned(rank: int, world: int, port: int, config: BenchConfig, out: Path, device: str | None,
-             threads: int | None, show_progress: bool) -> None:
+             show_progress: bool) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        _work(config, out, rank, world, device, threads, show_progress)
+        _work(config, out, rank, world, device, show_progress)
     finally:
         dist.destroy_process_group()
 
@@ -92,7 +95,7 @@ def _free_port() -> int:
 
 
 def run_bench(config: BenchConfig, out: str | Path, *, workers: int = 1, device: str | None = None,
-              threads: int | None = None, show_progress: bool = True) -> list[dict]:
+              show_progress: bool = True) -> list[dict]:
     """Run (or finish) the benchmark ``config`` in folder ``out`` and return its summary
     cells.  ``workers > 1`` starts that many processes; under ``torchrun`` the ranks come
     from the environment (the summary is returned on rank 0, ``[]`` elsewhere).
@@ -105,18 +108,18 @@ def run_bench(config: BenchConfig, out: str | Path, *, workers: int = 1, device:
         rank = int(os.environ["RANK"])
         dist.init_process_group("gloo")
         try:
-            return _work(config, out, rank, world, device, threads, show_progress) or []
+            return _work(config, out, rank, world, device, show_progress) or []
         finally:
             dist.destroy_process_group()
     if workers < 1:
         raise BenchError("--workers must be >= 1")
     if workers == 1:
-        return _work(config, out, 0, 1, device, threads, show_progress)
+        return _work(config, out, 0, 1, device, show_progress)
     Bench(config, out, _device(device, 0)).check_manifest(write=True)  # refuse a mismatch before starting
-    torch.multiprocessing.spawn(_spawned, args=(workers, _free_port(), config, out, device, threads, show_progress),
+    torch.multiprocessing.spawn(_spawned, args=(workers, _free_port(), config, out, device, show_progress),
                                 nprocs=workers, join=True)
     return json.loads((out / "summary.json").read_text())
 
 
-__all__ = ["Bench", "BenchConfig", "BenchError", "cells", "markdown", "mean_se", "merge_store", "parse_method",
-           "read_store", "run_bench", "split_specs", "units", "write_report"]
+__all__ = ["Bench", "BenchConfig", "BenchError", "Unit", "cells", "markdown", "mean_se", "merge_store",
+           "parse_method", "pending", "read_store", "run_bench", "run_unit", "split_specs", "units", "write_report"]

@@ -1,4 +1,5 @@
-"""The benchmark report: ``summary.json`` / ``.md`` / ``.csv``, plots and image grids."""
+"""The benchmark report: statistics per cell, ``summary.json`` / ``.md`` / ``.csv``,
+plots and image grids."""
 
 from __future__ import annotations
 
@@ -18,6 +19,29 @@ def mean_se(values) -> tuple[float, float]:
     """Mean and standard error of the mean (0 for one value)."""
     v = np.asarray(values, dtype=np.float64)
     return float(v.mean()), (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
+
+
+def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
+    """``summary.json``: one cell per (task, method, nfe) of ``config`` (a
+    :class:`~dmap.bench.specs.BenchConfig`) with its statistics."""
+    nfe_of = {(c["task"], c["method"], c["nfe_budget"]): c["nfe"] for c in manifest["cells"]}
+    result = []
+    for t in config.tasks:
+        for m in config.methods:
+            for n in config.nfe:
+                sel = [r for r in rows if (r["task"], r["method"], r["nfe_budget"]) == (t, m, n)]
+                if not sel:
+                    continue
+                p_mean, p_se = mean_se([r["psnr"] for r in sel])
+                result.append({
+                    "task": t, "method": m, "prior": config.prior, "n_images": len(sel), "nfe_budget": n,
+                    "nfe": nfe_of[(t, m, n)], "psnr_mean": p_mean, "psnr_se": p_se,
+                    "ssim_mean": float(np.mean([r["ssim"] for r in sel])),
+                    "seconds_per_image": float(np.mean([r["seconds"] for r in sel])),
+                    "peak_mem_mb": float(max(r["peak_mem_mb"] for r in sel)),
+                    "psnr_per_image": [r["psnr"] for r in sorted(sel, key=lambda r: r["index"])],
+                })
+    return result
 
 
 def _num(v: float, fmt: str) -> str:
@@ -46,9 +70,10 @@ def markdown(summary: list[dict], baseline: str | None = None) -> str:
 
 
 def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
-    """Write every report file of ``bench`` (a :class:`dmap.bench.runner.Bench`) into its
-    folder; returns their paths."""
-    from dmap.bench.runner import outputs_path
+    """Write every report file of ``bench`` (anything with ``out``, ``config``, ``x`` and
+    ``task(name)``, i.e. a :class:`dmap.bench.runner.Bench`) into its folder; returns
+    their paths."""
+    from dmap.bench.store import outputs_path
     from dmap.figures import bar_chart, grid, line_plot
 
     out, config = bench.out, bench.config
@@ -71,7 +96,8 @@ def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
     groups = {t: {c["method"]: c["psnr_mean"] for c in summary if c["task"] == t and c["nfe_budget"] == top}
               for t in config.tasks}
     path = out / "psnr.png"
-    bar_chart(groups, path, title=f"PSNR at {top} network evaluations, {config.prior}", ylabel="dB")
+    bar_chart(groups, path, title=f"PSNR at {top} network evaluations per image, prior {config.prior}, "
+              f"{config.images} {config.split} digits", ylabel="PSNR (dB)")
     written.append(path)
     if len(config.nfe) > 1:
         for t in config.tasks:
@@ -79,7 +105,8 @@ def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
                           [c["psnr_mean"] for c in summary if (c["task"], c["method"]) == (t, m)])
                       for m in config.methods}
             path = out / f"psnr_vs_nfe_{t}.png"
-            line_plot(series, path, title=f"PSNR against network evaluations, {t}", xlabel="NFE", ylabel="dB")
+            line_plot(series, path, title=f"PSNR against budget, {t}, prior {config.prior}",
+                      xlabel="network evaluations per image (NFE)", ylabel="PSNR (dB)", log_x=True)
             written.append(path)
 
     n_show = min(6, config.images, config.batch_size)

@@ -6,9 +6,8 @@ import json
 import sys
 
 import dmap
-from dmap.cli.common import UsageError, check_prior_task_method, load_prior_or_usage, out_dir
+from dmap.cli.common import OutputFolder, UsageError, add_prior, add_threads, check_names, load_prior_or_usage
 from dmap.data import mnist_spread
-from dmap.priors import PRIORS
 from dmap.rng import seeded
 
 
@@ -20,7 +19,7 @@ def add_parsers(sub) -> None:
                        "error, and the diversity of 16 restorations per method. The reference is exact for gmm-mnist "
                        "on a linear task; for mnist it is the shipped estimator trained on all 9,001 train digits "
                        "(sr4, inpaint-box); without one only the diversity part runs.")
-    a.add_argument("--prior", default="gmm-mnist", help=f"one of: {', '.join(PRIORS)} (gmm-mnist)")
+    add_prior(a, "gmm-mnist")
     a.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     a.add_argument("--pairs", type=int, default=32, help="test digits for the score error (32)")
     a.add_argument("--samples", type=int, default=16, help="restorations per method for the diversity (16)")
@@ -30,16 +29,17 @@ def add_parsers(sub) -> None:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--json", action="store_true", help="print the JSON of every number")
+    add_threads(a)
     a.set_defaults(func=cmd_analyze)
 
 
 def cmd_analyze(args) -> int:
     from dmap.analysis.run import analyze, analysis_figures
 
-    check_prior_task_method(args.prior, args.task, "dps")
+    check_names(args.prior, args.task)
     if args.pairs < 1 or args.samples < 2 or args.nfe < 1 or args.mean_samples < 2:
         raise UsageError("--pairs and --nfe must be >= 1, --samples and --mean-samples >= 2")
-    out = out_dir(args.out)
+    out = OutputFolder.prepare(args.out)
     prior = load_prior_or_usage(args.prior)
     task = dmap.make_task(args.task, prior.shape, generator=seeded(args.seed))
     x, ids = mnist_spread(args.pairs)
@@ -48,7 +48,6 @@ def cmd_analyze(args) -> int:
                               seed=args.seed,
                               progress=lambda msg: print(f"analyze: {msg}", file=sys.stderr, flush=True))
     result["test_ids"] = ids.tolist()
-    out.mkdir(parents=True, exist_ok=True)
     analysis_figures(result, samples, x[0], task.operator.view(y[:1])[0], out)
     (out / "analysis.json").write_text(json.dumps(result, indent=1))
     if args.json:

@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import dmap
-from dmap.cli.common import UsageError, check_prior_task_method, finite, load_cse_or_error, load_prior_or_usage
-from dmap.priors import DEFAULT_PRIOR, PRIORS
+from dmap.cli.common import (OutputFolder, UsageError, add_prior, add_threads, check_names, load_cse_or_usage,
+                             load_prior_or_usage, nonnegative, positive_int)
+from dmap.operators import DEFAULT_SIGMA_Y
+from dmap.presets import PresetError, read_preset_file, resolve_options, write_preset
+from dmap.shipped import PRIORS
 from dmap.solvers import METHODS
 
 
@@ -20,38 +23,40 @@ def add_parsers(sub) -> None:
                        "results.jsonl, summary.json/.md/.csv, psnr.png, psnr_vs_nfe_<task>.png (several budgets) and "
                        "grid_<task>.png. Methods may carry options: dmap[step_size=2,inner_steps=5], "
                        "dps+cse[guide=cse], dps+cse[cse=FILE]. Distributed: --workers N, or torchrun "
-                       "--nproc_per_node N -m dmap bench ...")
-    b.add_argument("--prior", default=DEFAULT_PRIOR, help=f"one of: {', '.join(PRIORS)} (default {DEFAULT_PRIOR})")
+                       "--nproc_per_node N -m dmap bench ...; the results do not depend on the worker count.")
+    add_prior(b)
     b.add_argument("--tasks", required=True, help=f"comma-separated, from: {', '.join(dmap.TASKS)}")
     b.add_argument("--methods", required=True, help=f"comma-separated, from: {', '.join(METHODS)} (with [options])")
-    b.add_argument("--images", type=int, default=32, help="digits evenly spaced over the split (32)")
+    b.add_argument("--images", type=positive_int, default=32, help="digits evenly spaced over the split (32)")
     b.add_argument("--split", choices=["test", "train"], default="test", help="test (default) or train")
     b.add_argument("--nfe", default="1000", help="network evaluations per image; several: 250,500,1000 (1000)")
     b.add_argument("--seed", type=int, default=0, help="seed of masks (S), noise (S+1) and samplers (S+2) (0)")
-    b.add_argument("--sigma-y", type=finite, default=0.05, help="measurement noise std in [-1, 1] units (0.05)")
-    b.add_argument("--batch-size", type=int, default=16, help="images solved together (16)")
+    b.add_argument("--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y,
+                   help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})")
+    b.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
     b.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
-    b.add_argument("--workers", type=int, default=1, help="processes sharing the work (1)")
-    b.add_argument("--threads", type=int, help="torch threads per worker (default: cores / workers)")
+    b.add_argument("--workers", type=positive_int, default=1, help="processes sharing the work (1)")
+    add_threads(b)
     b.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     b.add_argument("--out", required=True, help="the benchmark folder")
     b.add_argument("--json", action="store_true", help="print the summary cells as JSON")
     b.set_defaults(func=cmd_bench)
 
     t = sub.add_parser("tune", help="search a method's step size on train digits and write a preset file",
-                       description="Coarse-to-fine search on a log grid of the step size (and K for the dmap methods, "
-                       "the guidance rate for dsg) at a budget of --nfe network evaluations per image, maximizing the "
-                       "mean PSNR on --images train digits (never the test split). Prints every trial and writes the "
-                       "best options into the preset file --out (added to what it holds), which restore and bench "
-                       "read with --presets. The shipped presets were made by this search.")
-    t.add_argument("--prior", default=DEFAULT_PRIOR, help=f"one of: {', '.join(PRIORS)} (default {DEFAULT_PRIOR})")
+                       description="Coarse-to-fine search on a log grid of the method's guidance strength (step "
+                       "size; guidance rate for dsg; and K for the dmap methods) at a budget of --nfe network "
+                       "evaluations per image, maximizing the mean PSNR on --images train digits (never the test "
+                       "split). Prints every trial and writes the best options into the preset file --out (added to "
+                       "what it holds), which restore and bench read with --presets.")
+    add_prior(t)
     t.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     t.add_argument("--method", required=True, help="one of: " + ", ".join(m for m in METHODS if m != "cse"))
-    t.add_argument("--images", type=int, default=8, help="train digits (8)")
-    t.add_argument("--nfe", type=int, default=1000, help="network evaluations per image (1000)")
+    t.add_argument("--images", type=positive_int, default=8, help="train digits (8)")
+    t.add_argument("--nfe", type=positive_int, default=1000, help="network evaluations per image (1000)")
     t.add_argument("--around", metavar="PRIOR",
                    help="a local search around this prior's presets (x1/3, x1, x3, widened at an edge; K kept)")
     t.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one)")
+    add_threads(t)
     t.add_argument("--out", required=True, metavar="FILE", help="preset file to write (JSON)")
     t.add_argument("--json", action="store_true", help="print the trials and the choice as JSON")
     t.set_defaults(func=cmd_tune)
@@ -60,21 +65,17 @@ def add_parsers(sub) -> None:
 def cmd_bench(args) -> int:
     from dmap.bench import BenchConfig, BenchError, markdown, run_bench, split_specs
 
-    if args.prior not in PRIORS and not args.prior.endswith(".safetensors"):
-        raise UsageError(f"unknown prior {args.prior!r}; choose from {', '.join(PRIORS)} or a .safetensors file")
+    check_names(args.prior)
     try:
         nfe = tuple(int(v) for v in args.nfe.split(","))
     except ValueError:
         raise UsageError(f"--nfe {args.nfe}: give integers separated by commas") from None
-    if args.workers < 1 or (args.threads is not None and args.threads < 1):
-        raise UsageError("--workers and --threads must be >= 1")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
     try:
         config = BenchConfig(args.prior, tuple(split_specs(args.tasks)), tuple(split_specs(args.methods)),
-                             args.images, nfe, args.split, args.seed, args.sigma_y, args.batch_size, args.presets)
-        summary = run_bench(config, out, workers=args.workers, device=args.device, threads=args.threads)
+                             args.images, nfe, args.split, args.seed, args.sigma_y, args.batch_size, args.presets,
+                             args.threads)
+        out = OutputFolder.prepare(args.out)
+        summary = run_bench(config, out, workers=args.workers, device=args.device)
     except BenchError as e:
         raise UsageError(str(e)) from None
     if args.json:
@@ -86,37 +87,29 @@ def cmd_bench(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from dmap.tune import tunable, tune, tuning_problem, write_preset
+    from dmap.shipped import tuning_problem
+    from dmap.tune import tunable, tune
 
-    check_prior_task_method(args.prior, args.task, args.method)
+    check_names(args.prior, args.task, args.method)
     if args.method not in tunable():
         raise UsageError(f"{args.method} has no step size to tune; choose from {', '.join(tunable())}")
-    if args.images < 1 or args.nfe < 1:
-        raise UsageError("--images and --nfe must be >= 1")
     if args.around is not None and args.around not in PRIORS:
         raise UsageError(f"--around {args.around}: unknown prior; choose from {', '.join(PRIORS)}")
     out = Path(args.out)
     if out.exists():
         try:
-            is_presets = isinstance(json.loads(out.read_text()).get("presets", {}), dict)
-        except (ValueError, AttributeError, OSError):
-            is_presets = False
-        if not is_presets:
-            raise UsageError(f"--out {out}: exists and is not a preset file")
+            read_preset_file(out)
+        except PresetError as e:
+            raise UsageError(f"--out {out}: exists and is not a valid preset file ({e})") from None
+    OutputFolder.prepare(out.parent or ".")
     prior = load_prior_or_usage(args.prior)
     task, x, y = tuning_problem(prior, args.task, args.images)
-    cse = None
-    if METHODS[args.method].uses_cse:
-        try:
-            cse = load_cse_or_error(prior, args.task, args.cse)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-    around = dmap.solvers.resolve_options(args.method, args.around, args.task) if args.around else None
+    cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
+    around = resolve_options(args.method, args.around, args.task) if args.around else None
 
     def show(trial: dict) -> None:
         if not args.json:
-            shown = {k: v for k, v in trial.items() if k not in ("eta", "clamp", "interval")}
-            print("  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()),
+            print("  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.items()),
                   file=sys.stderr, flush=True)
 
     chosen, trials = tune(prior, task, args.method, x, y, nfe=args.nfe, around=around, log=show, cse=cse)
@@ -124,10 +117,9 @@ def cmd_tune(args) -> int:
                f"--nfe {args.nfe}" + f" --around {args.around}" * bool(args.around) + f" --cse {args.cse}" * bool(args.cse))
     note = (f"{command}: {args.images} train digits, {args.nfe} network evaluations per image, best mean PSNR "
             f"{max(t['psnr'] for t in trials):.2f} dB over {len(trials)} trials")
-    out.parent.mkdir(parents=True, exist_ok=True)
     write_preset(out, prior.name, args.task, args.method, chosen, note)
     if args.json:
-        print(json.dumps({"chosen": chosen, "trials": trials}))
+        print(json.dumps({"chosen": chosen.to_dict(), "trials": trials}))
     else:
-        print(f"chose {chosen}; wrote {out}")
+        print(f"chose {chosen.to_dict()}; wrote {out}")
     return 0

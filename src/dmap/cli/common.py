@@ -1,19 +1,33 @@
-"""Pieces shared by the subcommands: one-line usage errors, argument checks, loading."""
+"""Pieces shared by the subcommands: one-line usage errors, argument types and checks,
+the output folder, threads and loading.
+
+Exit codes (every subcommand): 0 success; 1 the solve failed (NaN/Inf or a diverged
+restoration; the message names the step size to change); 2 bad input (usage, a missing
+or mismatched file, an unwritable folder: one line, nothing written); 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import sys
 from pathlib import Path
 
 import torch
 
 import dmap
-from dmap.priors import PRIORS, WeightsError
+from dmap.bench.specs import BenchError, parse_assignments
 from dmap.progress import progress_bar  # noqa: F401  (re-exported for the subcommands)
+from dmap.shipped import DEFAULT_PRIOR, PRIORS
 from dmap.solvers import METHODS
+from dmap.utils import WeightsError
 
-PAPER_TASKS = ["inpaint-box", "inpaint-random", "deblur-aniso", "sr4", "cs2"]
+EXIT_CODES = ("exit codes: 0 success; 1 the solve failed (NaN/Inf or a diverged restoration: lower the step size); "
+              "2 bad input (one line, nothing written); 130 interrupted")
+THREADS_HELP = ("torch threads (default 1: on the 32 x 32 priors a second thread gains ~1.3x on an idle machine "
+                "and loses ~3x when another process keeps a core busy)")
+PRIOR_HELP = f"one of: {', '.join(PRIORS)} (default {DEFAULT_PRIOR}), or weights from dmap train (.safetensors)"
 
 
 class UsageError(Exception):
@@ -32,49 +46,115 @@ def finite(text: str) -> float:
     return v
 
 
-def check_prior_task_method(prior: str, task: str, method: str) -> None:
+def nonnegative(text: str) -> float:
+    v = finite(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return v
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, default=1, help=THREADS_HELP)
+
+
+def add_prior(parser: argparse.ArgumentParser, default: str = DEFAULT_PRIOR) -> None:
+    parser.add_argument("--prior", default=default, help=PRIOR_HELP.replace(f"default {DEFAULT_PRIOR}", f"default {default}"))
+
+
+def check_names(prior: str | None = None, task: str | None = None, method: str | None = None) -> None:
+    """Refuse an unknown prior, task or method, naming the choices."""
     for kind, name, table in (("prior", prior, PRIORS), ("task", task, dmap.TASKS), ("method", method, METHODS)):
-        if name not in table and not (kind == "prior" and name.endswith(".safetensors")):
+        if name is not None and name not in table and not (kind == "prior" and name.endswith(".safetensors")):
             raise UsageError(f"unknown {kind} {name!r}; choose from {', '.join(table)}"
                              + " or a .safetensors file" * (kind == "prior"))
 
 
-def out_dir(path: str) -> Path:
-    """The output folder (created only once the work is done), refused if a file is there."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
-    return out
+def option_overrides(items: list[str] | None) -> dict:
+    """``--option KEY=VALUE`` arguments as a dict."""
+    try:
+        return parse_assignments(items or [], "--option")
+    except BenchError as e:
+        raise UsageError(str(e)) from None
+
+
+class OutputFolder:
+    """The output folder, made before any work so that an unwritable path is refused
+    first; :meth:`discard` removes it again (if this run made it and left it empty)."""
+
+    made: list[Path] = []
+
+    @classmethod
+    def prepare(cls, path: str | Path, flag: str = "--out") -> Path:
+        out = Path(path)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"{flag} {out}: exists and is not a folder")
+        missing = [p for p in [out, *out.parents] if not p.exists()]
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"{flag} {out}: cannot create the folder ({e.strerror})") from None
+        cls.made.extend(missing)
+        if not os.access(out, os.W_OK):
+            raise UsageError(f"{flag} {out}: the folder is not writable")
+        return out
+
+    @classmethod
+    def discard(cls) -> None:
+        for p in cls.made:
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+        cls.made.clear()
 
 
 def load_prior_or_usage(name: str):
     try:
         return dmap.load_prior(name)
-    except WeightsError as e:
+    except (WeightsError, ValueError) as e:
         raise UsageError(str(e)) from None
 
 
-def load_cse_or_error(prior, task: str, path: str | None):
-    """The adapter at ``path`` or the shipped one for (prior, task); ``ValueError`` if unusable."""
+def load_cse_or_usage(prior, task, path: str | None):
+    """The adapter at ``path`` or the shipped one for (prior, task), checked against the
+    task's noise level; :class:`UsageError` if unusable."""
     from dmap.cse import get_cse
 
-    if not dmap.make_task(task, prior.shape).operator.linear:
-        raise ValueError(f"the cse methods need a linear task; {task} is not")
+    if not task.operator.linear:
+        raise UsageError(f"the cse methods need a linear task; {task.name} is not")
     try:
-        return get_cse(prior, task, path)
-    except WeightsError as e:
-        raise ValueError(str(e)) from None
+        return get_cse(prior, task.name, path, sigma_y=task.sigma_y)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def fit_image(x: torch.Tensor, shape: tuple[int, ...], resize: bool, path: Path, what: str) -> torch.Tensor:
-    """Check (or, with --resize, convert) an image ``[C, H, W]`` against ``shape``."""
+    """Check (or, with --resize, convert and say so on stderr) an image ``[C, H, W]``
+    against ``shape``."""
     if tuple(x.shape) == tuple(shape):
         return x
     if not resize:
         raise UsageError(f"{path}: image is {x.shape[0]} x {x.shape[1]} x {x.shape[2]} (C x H x W), "
                          f"{what} expects {shape[0]} x {shape[1]} x {shape[2]}; pass --resize to convert")
+    note = []
     if x.shape[0] != shape[0]:
+        note.append(f"{'colour' if x.shape[0] == 3 else f'{x.shape[0]}-channel'} to "
+                    f"{'grey' if shape[0] == 1 else f'{shape[0]} channels'}")
         x = x.mean(0, keepdim=True).expand(shape[0], -1, -1) if shape[0] != 1 else x.mean(0, keepdim=True)
-    return torch.nn.functional.interpolate(x[None], size=tuple(shape[1:]), mode="bilinear",
-                                           align_corners=False, antialias=True)[0].clamp(-1, 1)
-
+    if tuple(x.shape[1:]) != tuple(shape[1:]):
+        note.append(f"resized {x.shape[1]} x {x.shape[2]} to {shape[1]} x {shape[2]}")
+        x = torch.nn.functional.interpolate(x[None], size=tuple(shape[1:]), mode="bilinear", align_corners=False,
+                                            antialias=True)[0].clamp(-1, 1)
+    print(f"dmap: note: {path}: converted ({', '.join(note)}) for {what}; the result is only as meaningful as "
+          f"the prior is for this image", file=sys.stderr)
+    return x

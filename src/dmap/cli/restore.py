@@ -5,19 +5,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 import time
+from pathlib import Path
 
 import torch
 
 import dmap
-from dmap.cli.common import (PAPER_TASKS, UsageError, check_prior_task_method, finite, fit_image, load_cse_or_error,
-                             load_prior_or_usage, out_dir, progress_bar)
+from dmap.cli.common import (OutputFolder, UsageError, add_prior, add_threads, check_names, fit_image, load_cse_or_usage,
+                             load_prior_or_usage, nonnegative, option_overrides, positive_int, progress_bar)
 from dmap.data import list_images, load_image, mnist_spread, save_image
 from dmap.metrics import psnr, ssim
-from dmap.priors import DEFAULT_PRIOR, PRIORS
+from dmap.operators import DEFAULT_SIGMA_Y
+from dmap.presets import PresetError, load_presets, resolve_options
 from dmap.rng import seeded
-from dmap.solvers import METHODS, NonFiniteError, load_presets, resolve_options
+from dmap.shipped import PAPER_TASKS, PRIORS
+from dmap.solvers import METHODS
 
 
 def add_parsers(sub) -> None:
@@ -30,32 +32,38 @@ def add_parsers(sub) -> None:
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     r.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     r.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
-    r.add_argument("--prior", default=DEFAULT_PRIOR,
-                   help=f"one of: {', '.join(PRIORS)} (default {DEFAULT_PRIOR}), or weights from dmap train (.safetensors)")
-    r.add_argument("--steps", type=int, help="reverse diffusion steps (default: the preset)")
-    r.add_argument("--step-size", type=finite, help="zeta of DPS / DMAP, or the guidance rate of DSG")
-    r.add_argument("--inner-steps", type=int, help="K, DMAP's gradient steps per reverse step")
-    r.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one for prior and task)")
+    add_prior(r)
+    r.add_argument("--steps", type=positive_int, help="reverse diffusion steps (default: the preset)")
+    r.add_argument("--step-size", type=nonnegative,
+                   help="the method's guidance strength: zeta of DPS / DMAP, the guidance rate of DSG")
+    r.add_argument("--inner-steps", type=positive_int, help="K, DMAP's gradient steps per reverse step")
     r.add_argument("--guide", choices=["prior", "cse"],
                    help="x0_hat of the likelihood gradient in dps+cse / dmap+cse (default: the preset)")
+    r.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="any other option of the method, e.g. eta=0.5 or clamp=false (repeatable)")
+    r.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one for prior and task)")
     r.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
-    r.add_argument("--sigma-y", type=finite, default=0.05, help="measurement noise std in [-1, 1] units (0.05)")
+    r.add_argument("--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y,
+                   help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})")
     r.add_argument("--seed", type=int, default=0, help="seed of the mask/kernel, the noise and the sampler (0)")
-    r.add_argument("--samples", type=int, default=1, help="restorations per input (1)")
-    r.add_argument("--batch-size", type=int, default=16, help="images solved together (16)")
+    r.add_argument("--samples", type=positive_int, default=1, help="restorations per input (1)")
+    r.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
     r.add_argument("--observed", action="store_true",
                    help="INPUT is the measurement itself (sr4 and the deblur tasks): no simulation, no PSNR")
-    r.add_argument("--resize", action="store_true", help="resize/convert inputs to the prior's shape instead of refusing")
+    r.add_argument("--resize", action="store_true",
+                   help="convert inputs to the prior's shape (channels, size) instead of refusing; says what it did")
+    add_threads(r)
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--json", action="store_true", help="print one JSON object per input")
     r.set_defaults(func=cmd_restore)
 
     d = sub.add_parser("demo", help="restore bundled test digits on the five paper tasks with DPS and DMAP",
                        description="Restore bundled test digits on the tasks of the paper with DPS and DMAP on the "
-                       "default prior; print a PSNR table and write demo.png.")
-    d.add_argument("--images", type=int, default=8, help="number of test digits (8)")
-    d.add_argument("--nfe", type=int, default=500, help="network evaluations per image (500: the demo stays under 5 minutes; the benchmarks use 1000)")
-    d.add_argument("--prior", default=DEFAULT_PRIOR)
+                       "default prior; print a PSNR row per task as it finishes and write demo.png.")
+    d.add_argument("--images", type=positive_int, default=8, help="number of test digits (8)")
+    d.add_argument("--nfe", type=positive_int, default=500, help="network evaluations per image (500)")
+    add_prior(d)
+    add_threads(d)
     d.add_argument("--out", default=".", help="folder for demo.png (current folder)")
     d.set_defaults(func=cmd_demo)
 
@@ -70,114 +78,116 @@ def cmd_list(args) -> int:
     return 0
 
 
-def cmd_restore(args) -> int:
-    check_prior_task_method(args.prior, args.task, args.method)
-    if args.sigma_y < 0:
-        raise UsageError(f"--sigma-y must be >= 0, got {args.sigma_y}")
-    if args.samples < 1 or args.batch_size < 1:
-        raise UsageError("--samples and --batch-size must be >= 1")
-    key = "guidance_rate" if args.method == "dsg" else "step_size"
-    overrides = {"steps": args.steps, key: args.step_size}
-    if args.inner_steps is not None:
-        if "inner_steps" not in METHODS[args.method].defaults:
-            raise UsageError(f"--inner-steps applies to the dmap methods only, not {args.method}")
-        overrides["inner_steps"] = args.inner_steps
-    uses_cse = METHODS[args.method].uses_cse
-    if (args.cse or args.guide) and not uses_cse:
-        raise UsageError(f"--cse and --guide apply to the cse methods only, not {args.method}")
+def _options(args):
+    """The resolved options of ``args.method`` (CLI flags over the presets)."""
+    m = METHODS[args.method]
+    overrides = option_overrides(args.option)
+    for key, value in (("steps", args.steps), (m.options.strength() or "step_size", args.step_size),
+                       ("inner_steps", args.inner_steps), ("guide", args.guide)):
+        if value is not None:
+            overrides[key] = value
+    if args.cse and not m.uses_cse:
+        raise UsageError(f"--cse applies to the cse methods only, not {args.method}")
     try:
         table = load_presets(args.presets) if args.presets else None
-        options = resolve_options(args.method, args.prior, args.task, presets=table, guide=args.guide, **overrides)
+        return resolve_options(args.method, args.prior, args.task, presets=table, **overrides)
+    except (ValueError, PresetError) as e:
+        raise UsageError(str(e)) from None
+
+
+def _load_inputs(args, prior, op) -> tuple[list[Path], torch.Tensor]:
+    try:
         paths = list_images(args.inputs)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
-    out = out_dir(args.out)
-
-    prior = load_prior_or_usage(args.prior)
-    try:
-        task = dmap.make_task(args.task, prior.shape, sigma_y=args.sigma_y, generator=seeded(args.seed))
-        cse = load_cse_or_error(prior, args.task, args.cse) if uses_cse else None
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    op = task.operator
     if args.observed and (len(op.y_shape) != 3 or not op.linear or op.y_shape[0] != prior.shape[0]):
         raise UsageError(f"--observed needs a task whose measurement is an image (sr4, deblur-*), not {args.task}")
+    target, what = (op.y_shape, f"the {args.task} measurement") if args.observed else (prior.shape, f"prior {args.prior}")
     images = []
     for p in paths:
         try:
-            x = load_image(p)
+            images.append(fit_image(load_image(p), target, args.resize, p, what))
         except ValueError as e:
             raise UsageError(str(e)) from None
-        target, what = (op.y_shape, f"the {args.task} measurement") if args.observed else (prior.shape, f"prior {args.prior}")
-        images.append(fit_image(x, target, args.resize, p, what))
+    return paths, torch.stack(images)
 
-    # every input and sample is one independent problem whose generators depend on the seed
-    # and the image's content, so an image gives the same result alone or in a folder
-    batch = torch.stack(images)
-    keys = [int(hashlib.sha256(x.numpy().tobytes()).hexdigest()[:8], 16) for x in images]
-    truth = None if args.observed else batch
-    y = batch if args.observed else task.simulate(batch, generator=[seeded(args.seed, 1, k) for k in keys])
-    items = [(i, k) for i in range(len(batch)) for k in range(args.samples)]
+
+def _solve_all(args, prior, task, y, options, keys, cse) -> tuple[list[tuple[int, int]], torch.Tensor, torch.Tensor]:
+    """Every (input, sample) as one independent problem whose generators depend on the
+    seed and the input's content, so an image gives the same result alone or in a folder."""
+    items = [(i, k) for i in range(len(y)) for k in range(args.samples)]
     results = torch.empty(len(items), *prior.shape)
     seconds = torch.empty(len(items))
-    bar = progress_bar(options["steps"] * math.ceil(len(items) / args.batch_size), f"{args.method} {args.task}")
-    for start in range(0, len(items), args.batch_size):
-        chunk = items[start : start + args.batch_size]
-        gens = [seeded(args.seed, 2, keys[i], k) for i, k in chunk]
-        t0 = time.perf_counter()
-        try:
-            results[start : start + len(chunk)] = dmap.solve(
-                args.method, prior, task, y[[i for i, _ in chunk]], generator=gens, cse=cse,
-                callback=lambda info: bar.update(1), **options)
-        except NonFiniteError as e:
-            bar.close()
-            print(f"dmap: error: {e}", file=sys.stderr)
-            return 1
-        seconds[start : start + len(chunk)] = (time.perf_counter() - t0) / len(chunk)
-    bar.close()
+    bar = progress_bar(options.steps * math.ceil(len(items) / args.batch_size), f"{args.method} {args.task}")
+    try:
+        for start in range(0, len(items), args.batch_size):
+            chunk = items[start : start + args.batch_size]
+            t0 = time.perf_counter()
+            results[start : start + len(chunk)] = dmap.run_method(
+                args.method, prior, task, y[[i for i, _ in chunk]], options, cse=cse,
+                generator=[seeded(args.seed, 2, keys[i], k) for i, k in chunk], callback=lambda info: bar.update(1))
+            seconds[start : start + len(chunk)] = (time.perf_counter() - t0) / len(chunk)
+    finally:
+        bar.close()
+    return items, results, seconds
 
-    out.mkdir(parents=True, exist_ok=True)
+
+def _write(args, out, paths, truth, y, op, options, items, results, seconds) -> None:
     from dmap.figures import grid
 
-    nfe = METHODS[args.method].nfe(options)
     for i, path in enumerate(paths):
-        stem = path.stem
-        restored = [results[j] for j, (ii, _) in enumerate(items) if ii == i]
-        names = [out / (f"{stem}_restored.png" if args.samples == 1 else f"{stem}_restored_{k}.png")
+        mine = [j for j, (ii, _) in enumerate(items) if ii == i]
+        restored = results[mine]
+        names = [out / (f"{path.stem}_restored.png" if args.samples == 1 else f"{path.stem}_restored_{k}.png")
                  for k in range(args.samples)]
         for name, img in zip(names, restored):
             save_image(name, img)
         view = op.view(y[i : i + 1])[0]
-        save_image(out / f"{stem}_measurement.png", view)
-        row = ([] if truth is None else [truth[i]]) + [view] + restored
-        labels = ([] if truth is None else ["truth"]) + ["measurement"] + [f"{args.method} {k}" for k in range(len(restored))]
-        grid([row], out / f"{stem}_figure.png", col_labels=labels, cell=96)
+        save_image(out / f"{path.stem}_measurement.png", view)
+        labels = [args.method] if args.samples == 1 else [f"{args.method} #{k + 1}" for k in range(args.samples)]
+        row = ([] if truth is None else [truth[i]]) + [view] + list(restored)
+        grid([row], out / f"{path.stem}_figure.png", cell=96,
+             col_labels=([] if truth is None else ["truth"]) + ["measurement"] + labels)
         if args.json:
-            stack = torch.stack(restored)
             rec = {"input": str(path), "task": args.task, "method": args.method, "prior": args.prior,
-                   "steps": options["steps"], "nfe": nfe, "sigma_y": args.sigma_y, "seed": args.seed,
-                   "options": options, "psnr": None, "ssim": None, "psnr_samples": None,
-                   "seconds": float(seconds[[j for j, (ii, _) in enumerate(items) if ii == i]].sum()),
-                   "output": str(names[0]), "outputs": [str(n) for n in names]}
+                   "steps": options.steps, "nfe": options.nfe(), "sigma_y": args.sigma_y, "seed": args.seed,
+                   "options": options.to_dict(), "psnr": None, "ssim": None, "psnr_samples": None,
+                   "seconds": float(seconds[mine].sum()), "output": str(names[0]), "outputs": [str(n) for n in names]}
             if truth is not None:
-                ref = truth[i : i + 1].expand_as(stack)
-                rec["psnr_samples"] = [round(float(v), 4) for v in psnr(stack, ref)]
-                rec["psnr"] = round(float(psnr(stack, ref).mean()), 4)
-                rec["ssim"] = round(float(ssim(stack, ref).mean()), 4)
+                ref = truth[i : i + 1].expand_as(restored)
+                rec["psnr_samples"] = [round(float(v), 4) for v in psnr(restored, ref)]
+                rec["psnr"] = round(float(psnr(restored, ref).mean()), 4)
+                rec["ssim"] = round(float(ssim(restored, ref).mean()), 4)
             print(json.dumps(rec), flush=True)
+
+
+def cmd_restore(args) -> int:
+    check_names(args.prior, args.task, args.method)
+    options = _options(args)
+    out = OutputFolder.prepare(args.out)
+    prior = load_prior_or_usage(args.prior)
+    task = dmap.make_task(args.task, prior.shape, sigma_y=args.sigma_y, generator=seeded(args.seed))
+    cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
+    paths, batch = _load_inputs(args, prior, task.operator)
+    keys = [int(hashlib.sha256(x.numpy().tobytes()).hexdigest()[:8], 16) for x in batch]
+    truth = None if args.observed else batch
+    y = batch if args.observed else task.simulate(batch, generator=[seeded(args.seed, 1, k) for k in keys])
+    items, results, seconds = _solve_all(args, prior, task, y, options, keys, cse)
+    _write(args, out, paths, truth, y, task.operator, options, items, results, seconds)
     return 0
 
 
 def cmd_demo(args) -> int:
-    if args.images < 1 or args.nfe < 1:
-        raise UsageError("--images and --nfe must be >= 1")
-    check_prior_task_method(args.prior, PAPER_TASKS[0], "dps")
-    out = out_dir(args.out)
+    check_names(args.prior)
+    out = OutputFolder.prepare(args.out)
     prior = load_prior_or_usage(args.prior)
     x, _ = mnist_spread(args.images)
     methods = ["dps", "dmap"]
-    rows, labels, table = [], [], []
+    rows, labels = [], []
     start = time.perf_counter()
+    print(f"PSNR (dB) on {args.images} test digits, prior {args.prior}, {args.nfe} network evaluations per image, "
+          f"sigma_y = {DEFAULT_SIGMA_Y}", flush=True)
+    print(f"{'task':16s}" + "".join(f"{m:>8s}" for m in methods), flush=True)
     for name in PAPER_TASKS:
         task = dmap.make_task(name, prior.shape, generator=seeded(0))
         y = task.simulate(x, generator=[seeded(0, 1, i) for i in range(len(x))])
@@ -185,24 +195,17 @@ def cmd_demo(args) -> int:
         labels += [f"{name}: truth", f"{name}: measured"]
         scores = []
         for method in methods:
-            opts = resolve_options(method, args.prior, name)
-            opts["steps"] = METHODS[method].steps_for(args.nfe, opts)
-            bar = progress_bar(opts["steps"], f"{method} {name}")
-            xhat = dmap.solve(method, prior, task, y, generator=[seeded(0, 2, i) for i in range(len(x))],
-                              callback=lambda info: bar.update(1), **opts)
+            opts = resolve_options(method, prior.name, name).for_budget(args.nfe)
+            bar = progress_bar(opts.steps, f"{method} {name}")
+            xhat = dmap.run_method(method, prior, task, y, opts, generator=[seeded(0, 2, i) for i in range(len(x))],
+                                   callback=lambda info: bar.update(1))
             bar.close()
             rows.append(list(xhat))
             labels.append(f"{name}: {method}")
             scores.append(float(psnr(xhat, x).mean()))
-        table.append((name, scores))
-    out.mkdir(parents=True, exist_ok=True)
+        print(f"{name:16s}" + "".join(f"{s:8.2f}" for s in scores), flush=True)
     from dmap.figures import grid
 
     grid(rows, out / "demo.png", row_labels=labels, cell=48)
-    print(f"PSNR (dB) on {args.images} test digits, prior {args.prior}, {args.nfe} network evaluations per image, "
-          f"sigma_y = 0.05")
-    print(f"{'task':16s}" + "".join(f"{m:>8s}" for m in methods))
-    for name, scores in table:
-        print(f"{name:16s}" + "".join(f"{s:8.2f}" for s in scores))
     print(f"wrote {out / 'demo.png'} in {time.perf_counter() - start:.0f} s")
     return 0

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 import dmap
-from dmap.cli.common import (PAPER_TASKS, UsageError, check_prior_task_method, finite, load_prior_or_usage,
-                             progress_bar)
+from dmap.cli.common import (OutputFolder, UsageError, add_prior, add_threads, check_names, finite,
+                             load_prior_or_usage, nonnegative, positive_int, progress_bar)
 from dmap.data import list_images, load_image, mnist, mnist_spread
-from dmap.priors import DEFAULT_PRIOR, PRIORS
+from dmap.operators import DEFAULT_SIGMA_Y
 
 
 def add_parsers(sub) -> None:
@@ -28,7 +28,8 @@ def add_parsers(sub) -> None:
     t.add_argument("--lr", type=finite, default=3e-4, help="Adam learning rate (3e-4)")
     t.add_argument("--channels", type=int, default=32, help="base channel count of the UNet (32)")
     t.add_argument("--seed", type=int, default=0, help="seed of init, batches, timesteps and noise (0)")
-    t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (500)")
+    t.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints (500)")
+    add_threads(t)
     t.set_defaults(func=cmd_train)
 
     c = sub.add_parser("train-cse", help="train a conditional score estimator (adapter) for a prior and a task",
@@ -36,27 +37,30 @@ def add_parsers(sub) -> None:
                        "digits evenly spaced over the train split (their indices are recorded in FILE's .json): "
                        "epsilon-MSE on pairs (x, y = A(x) + n) with fresh noise, timestep and mask each batch. "
                        "Resumable: checkpoints go to FILE without its suffix plus .run/.")
-    c.add_argument("--prior", default=DEFAULT_PRIOR, help=f"a network prior (default {DEFAULT_PRIOR}) or a .safetensors")
+    add_prior(c)
     c.add_argument("--task", required=True, help="a linear task: " + ", ".join(
         n for n in dmap.TASKS if n != "phase-retrieval"))
     c.add_argument("--images", type=int, default=100, help="training digits (100, the paper's setting)")
     c.add_argument("--steps", type=int, default=1500, help="optimizer steps (1500)")
     c.add_argument("--batch-size", type=int, default=64, help="batch size (64)")
     c.add_argument("--lr", type=finite, default=2e-4, help="Adam learning rate (2e-4)")
-    c.add_argument("--sigma-y", type=finite, default=0.05, help="measurement noise std in [-1, 1] units (0.05)")
+    c.add_argument("--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y,
+                   help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y}); the adapter serves only this level")
     c.add_argument("--seed", type=int, default=0, help="seed of init, batches, masks and noise (0)")
     c.add_argument("--out", required=True, metavar="FILE", help="adapter to write (.safetensors)")
+    add_threads(c)
     c.set_defaults(func=cmd_train_cse)
 
     s = sub.add_parser("sample", help="draw unconditional samples from a prior into an image grid",
                        description="Sample the prior with the ancestral (DDPM) reverse process on respaced steps.")
-    s.add_argument("--prior", default=DEFAULT_PRIOR, help=f"one of: {', '.join(PRIORS)} (default {DEFAULT_PRIOR})")
+    add_prior(s)
     s.add_argument("-n", type=int, default=64, help="number of samples (64)")
     s.add_argument("--steps", type=int, default=250, help="reverse steps (250)")
     s.add_argument("--eta", type=finite, default=1.0, help="DDIM eta: 1 ancestral, 0 deterministic (1)")
     s.add_argument("--seed", type=int, default=0, help="seed (0)")
     s.add_argument("--out", required=True, help="grid image to write, e.g. grid.png")
     s.add_argument("--npz", help="also write the raw samples ([n, C, H, W] float32 in [-1, 1]) to this .npz")
+    add_threads(s)
     s.set_defaults(func=cmd_sample)
 
 
@@ -76,8 +80,8 @@ def cmd_train(args) -> int:
         data = torch.stack(images)
     else:
         data, _ = mnist("train")
-    groups = min(8, args.channels)
-    arch = {**MNIST_ARCHITECTURE, "channels": args.channels, "groups": groups}
+    arch = MNIST_ARCHITECTURE.replace(channels=args.channels, groups=min(8, args.channels))
+    OutputFolder.prepare(args.out)
     return _run_training(train_prior, f"train {args.name}", data, args.out, name=args.name, architecture=arch,
                          steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          checkpoint_every=args.checkpoint_every)
@@ -101,7 +105,7 @@ def cmd_train_cse(args) -> int:
     from dmap.priors import UNetPrior
     from dmap.train import train_cse
 
-    check_prior_task_method(args.prior, args.task, "dps+cse")
+    check_names(args.prior, args.task)
     if args.images < 1 or args.steps < 1 or args.batch_size < 1 or args.lr <= 0 or args.sigma_y < 0:
         raise UsageError("--images, --steps, --batch-size must be >= 1, --lr > 0, --sigma-y >= 0")
     out = Path(args.out)
@@ -116,7 +120,7 @@ def cmd_train_cse(args) -> int:
     if not dmap.make_task(args.task, prior.shape).operator.linear:
         raise UsageError(f"the conditional score estimator needs a linear task; {args.task} is not")
     data, ids = mnist_spread(args.images, "train")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    OutputFolder.prepare(out.parent)
     return _run_training(train_cse, f"train-cse {args.task}", prior, args.task, data, ids.tolist(), out,
                          sigma_y=args.sigma_y, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          seed=args.seed)
@@ -127,12 +131,13 @@ def cmd_sample(args) -> int:
     from dmap.rng import sample_generators
     from dmap.solvers.sample import sample_prior
 
-    check_prior_task_method(args.prior, PAPER_TASKS[0], "dps")
+    check_names(args.prior)
     if args.n < 1 or args.eta < 0:
         raise UsageError("-n must be >= 1 and --eta >= 0")
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise UsageError(f"--out {out}: give an image path ending in .png or .jpg")
+    OutputFolder.prepare(out.parent)
     prior = load_prior_or_usage(args.prior)
     if not 1 <= args.steps <= prior.schedule.T:
         raise UsageError(f"--steps must be in [1, {prior.schedule.T}], got {args.steps}")
@@ -140,7 +145,6 @@ def cmd_sample(args) -> int:
     x = sample_prior(prior, args.n, steps=args.steps, eta=args.eta, generator=sample_generators(args.seed, args.n),
                      callback=lambda info: bar.update(1))
     bar.close()
-    out.parent.mkdir(parents=True, exist_ok=True)
     cols = math.ceil(math.sqrt(args.n))
     grid([list(x[i : i + cols]) for i in range(0, args.n, cols)], out, cell=32, pad=1)
     if args.npz:

@@ -19,15 +19,31 @@ At initialization every ``Z`` is zero, so the estimator equals the prior exactly
 from __future__ import annotations
 
 import copy
-import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from dmap.config import Config, ConfigError
 from dmap.operators.base import LinearOperator, Operator
 from dmap.priors.base import Prior
-from dmap.priors.unet import UNet, UNetPrior, WeightsError, _zero
+from dmap.priors.unet import UNet, UNetPrior, _zero
+from dmap.utils import WeightsError, load_safetensors, load_state, read_json, save_safetensors, write_json_atomic
+
+
+@dataclass(frozen=True)
+class AdapterMeta(Config):
+    """Where an adapter came from (saved beside its weights): the task and measurement
+    noise ``sigma_y`` it was trained for, the prior (name and weight fingerprint), the
+    training images and settings."""
+
+    task: str
+    prior: str
+    prior_fingerprint: str
+    sigma_y: float
+    images: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
 
 
 def condition(operator: Operator, y: Tensor) -> Tensor:
@@ -54,7 +70,7 @@ class Adapter(nn.Module):
                                      _zero(nn.Conv2d(c, c, 3, padding=1)))
         with torch.no_grad():
             widths = [h.shape[1] for h in unet.encode(unet.conv_in(unet.fold(
-                torch.zeros(1, unet.config["in_channels"], unet.config["size"], unet.config["size"]))),
+                torch.zeros(1, unet.config.in_channels, unet.config.size, unet.config.size))),
                 unet.embed(torch.zeros(1, dtype=torch.int64)))]
         self.zero = nn.ModuleList(_zero(nn.Conv2d(w, w, 1)) for w in widths)
 
@@ -68,18 +84,20 @@ class Adapter(nn.Module):
 
 class CSE(nn.Module):
     """A trained conditional score estimator for one (prior, task): the frozen
-    ``prior``, its :class:`Adapter` and where it came from (``meta``: the prior's
-    fingerprint, the task name, the training image indices and settings)."""
+    ``prior``, its :class:`Adapter` and where it came from (:class:`AdapterMeta`).
 
-    def __init__(self, prior: UNetPrior, adapter: Adapter, meta: dict) -> None:
+    The prior is held, not owned: it is no submodule, so ``cse.eval()`` or
+    ``cse.requires_grad_(False)`` leave the caller's prior as it is."""
+
+    def __init__(self, prior: UNetPrior, adapter: Adapter, meta: AdapterMeta) -> None:
         super().__init__()
-        self.prior = prior
+        self.__dict__["prior"] = prior  # not registered as a submodule (see above)
         self.adapter = adapter
         self.meta = meta
 
     @property
     def task(self) -> str:
-        return self.meta["task"]
+        return self.meta.task
 
     def eps(self, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
         """``eps(x_t, t, y)`` given the condition ``c = condition(A, y)`` (a batch of one is
@@ -92,23 +110,23 @@ class CSE(nn.Module):
         """The estimator for the measurement ``y`` as a :class:`Prior` (for the solvers)."""
         return ConditionedPrior(self, condition(operator, y))
 
-    def check(self, prior: Prior, task: str) -> None:
-        """Refuse to serve another prior or task, with the reason."""
+    def check(self, prior: Prior, task: str, sigma_y: float | None = None) -> None:
+        """Refuse to serve another prior, task or noise level (``sigma_y``), with the reason."""
         if task != self.task:
             raise ValueError(f"this conditional score estimator was trained for task {self.task!r}, not {task!r}")
-        if prior.fingerprint() != self.meta["prior_fingerprint"]:
-            raise ValueError(f"this conditional score estimator was trained on prior {self.meta['prior']!r} "
-                             f"(fingerprint {self.meta['prior_fingerprint']}), not on {prior.name!r} "
+        if prior.fingerprint() != self.meta.prior_fingerprint:
+            raise ValueError(f"this conditional score estimator was trained on prior {self.meta.prior!r} "
+                             f"(fingerprint {self.meta.prior_fingerprint}), not on {prior.name!r} "
                              f"(fingerprint {prior.fingerprint()})")
+        if sigma_y is not None and abs(sigma_y - self.meta.sigma_y) > 1e-9:
+            raise ValueError(f"this conditional score estimator was trained at sigma_y = {self.meta.sigma_y:g}, "
+                             f"not {sigma_y:g}; train one for this noise level with dmap train-cse --sigma-y")
 
     def save(self, path: str | Path) -> Path:
         """Write the adapter weights to ``path`` (``.safetensors``) and ``meta`` beside it (``.json``)."""
-        from safetensors.torch import save_file
-
         path = Path(path)
-        state = {k: v.contiguous() for k, v in self.adapter.state_dict().items()}
-        save_file(state, str(path), metadata={"task": self.task})
-        path.with_suffix(".json").write_text(json.dumps(self.meta, indent=1) + "\n")
+        save_safetensors(path, self.adapter.state_dict(), metadata={"task": self.task})
+        write_json_atomic(path.with_suffix(".json"), self.meta.to_dict())
         return path
 
 
@@ -130,29 +148,20 @@ def adapter_for(prior: UNetPrior) -> Adapter:
     return Adapter(prior.net, 2 * prior.shape[0])
 
 
-def load_cse(prior: Prior, path: str | Path, task: str | None = None) -> CSE:
+def load_cse(prior: Prior, path: str | Path, task: str | None = None, sigma_y: float | None = None) -> CSE:
     """Load the adapter at ``path`` (``.safetensors`` with its ``.json``) onto ``prior``;
-    checks that it was trained on this prior (and for ``task`` when given).  Raises
-    :class:`WeightsError` on an unreadable file, ``ValueError`` on a mismatch."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    checks that it was trained on this prior (and for ``task`` and ``sigma_y`` when given).
+    Raises :class:`WeightsError` on an unreadable file, ``ValueError`` on a mismatch."""
     if not isinstance(prior, UNetPrior):
         raise ValueError(f"a conditional score estimator needs a network prior; {prior.name!r} is not one")
     path = Path(path)
+    state = load_safetensors(path, "adapter weights file")
+    desc = path.with_suffix(".json")
     try:
-        meta = json.loads(path.with_suffix(".json").read_text())
-        state = load_file(str(path))
-    except FileNotFoundError as e:
-        raise WeightsError(f"{e.filename}: no such file") from None
-    except (SafetensorError, OSError, json.JSONDecodeError) as e:
-        raise WeightsError(f"{path}: not a valid adapter file ({e.__class__.__name__}: {e})") from None
+        meta = AdapterMeta.from_dict(read_json(desc, f"description of the adapter {path.name}"), desc.name)
+    except ConfigError as e:
+        raise WeightsError(str(e)) from None
     cse = CSE(prior, adapter_for(prior), meta)
-    if "task" not in meta or "prior_fingerprint" not in meta:
-        raise WeightsError(f"{path.with_suffix('.json')}: not an adapter description (no task or prior_fingerprint)")
-    cse.check(prior, task or cse.task)
-    try:
-        cse.adapter.load_state_dict(state, strict=True)
-    except RuntimeError:
-        raise WeightsError(f"{path}: weights do not match an adapter for prior {prior.name!r}") from None
+    cse.check(prior, task or cse.task, sigma_y)
+    load_state(cse.adapter, state, path, f"an adapter for prior {prior.name!r}")
     return cse.eval().requires_grad_(False)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 from torch import Tensor, nn
 
 from dmap.schedule import Schedule
+from dmap.utils import short_sha256
 
 
 class Prior(nn.Module):
@@ -50,8 +49,4 @@ class Prior(nn.Module):
 
 def fingerprint(tensors: dict[str, Tensor]) -> str:
     """The first 16 hex digits of the SHA-256 of named tensors (names and bytes, by name)."""
-    h = hashlib.sha256()
-    for key, v in sorted(tensors.items()):
-        h.update(key.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return short_sha256(*(part for key, v in sorted(tensors.items()) for part in (key, v)))

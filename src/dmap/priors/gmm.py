@@ -11,12 +11,8 @@ score ``grad log p_t(x_t | y)``.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import time
 from functools import cached_property
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -151,7 +147,12 @@ class GaussianMixture:
         """Variances along ``Q_k`` in excess of the isotropic part ``s_k`` ``[K, r]``."""
         return self.eigvals - self.residual.unsqueeze(1) if self.r < self.d else self.eigvals
 
-    def condition(self, A: Tensor, sigma_y: float) -> "LinearGaussianPosterior":
+    def tensors(self) -> dict[str, Tensor]:
+        """The parameters by name (for saving: ``GaussianMixture(**tensors)`` rebuilds it)."""
+        return {"log_weights": self.log_weights, "means": self.means, "eigvecs": self.eigvecs,
+                "eigvals": self.eigvals, "residual": self.residual}
+
+    def condition(self, A: Tensor, sigma_y: float) -> LinearGaussianPosterior:
         """The posterior family ``p(x0 | y)`` for ``y = A x0 + sigma_y n``, ``A [m, d]``."""
         return LinearGaussianPosterior(self, A, sigma_y)
 
@@ -252,42 +253,10 @@ class GMMPrior(Prior):
         self.name = name
 
     def score(self, x_t: Tensor, t: Tensor | int) -> Tensor:
-        flat = x_t.reshape(x_t.shape[0], -1)
-        return self.mixture.score(flat, self.schedule.ab(t, flat)).reshape(x_t.shape)
+        # float64 throughout: the exact score is then the same, to float32 rounding, whatever
+        # the batch it is computed in (BLAS kernels differ with the batch size)
+        flat = x_t.reshape(x_t.shape[0], -1).double()
+        return self.mixture.score(flat, self.schedule.ab(t, flat)).reshape(x_t.shape).to(x_t.dtype)
 
     def fingerprint(self) -> str:
-        m = self.mixture
-        return fingerprint({"log_weights": m.log_weights, "means": m.means, "eigvecs": m.eigvecs,
-                            "eigvals": m.eigvals, "residual": m.residual})
-
-
-def cache_dir() -> Path:
-    """Where fitted artefacts are cached: ``$DMAP_CACHE_DIR`` or ``~/.cache/dmap``."""
-    return Path(os.environ.get("DMAP_CACHE_DIR") or Path.home() / ".cache" / "dmap")
-
-
-def load_gmm_mnist(per_class: int = 2, rank: int = 96, floor: float = 1e-3) -> GMMPrior:
-    """``gmm-mnist``: ``per_class`` x 10 probabilistic-PCA components of ``rank``
-    fitted on the bundled train digits (32 x 32), cached in :func:`cache_dir` keyed by
-    the data and the fit settings."""
-    from safetensors.torch import load_file, save_file
-
-    from dmap.data import mnist
-
-    images, labels = mnist("train")
-    key = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:12]
-    path = cache_dir() / f"gmm-mnist-{key}-k{per_class}-r{rank}-f{floor:g}.safetensors"
-    if path.exists():
-        t = load_file(path)
-        mixture = GaussianMixture(t["log_weights"], t["means"], t["eigvecs"], t["eigvals"], t["residual"])
-    else:
-        start = time.perf_counter()
-        mixture = fit_mixture(images.reshape(len(images), -1), labels, per_class, rank, floor)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tensors = dict(log_weights=mixture.log_weights, means=mixture.means,
-                       eigvecs=mixture.eigvecs, eigvals=mixture.eigvals, residual=mixture.residual)
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={"fit_seconds": f"{time.perf_counter() - start:.1f}"})
-        os.replace(tmp, path)
-    return GMMPrior(mixture, Schedule.linear(), (1, 32, 32), "gmm-mnist")
+        return fingerprint(self.mixture.tensors())

@@ -8,16 +8,18 @@ concatenation.  Output layers are zero-initialized.
 
 from __future__ import annotations
 
-import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dmap.config import Config, ConfigError
 from dmap.priors.base import Prior
-from dmap.schedule import Schedule
+from dmap.schedule import Schedule, ScheduleConfig
+from dmap.utils import WeightsError, load_safetensors, load_state, read_json
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -67,6 +69,33 @@ class Attention(nn.Module):
         return x + self.proj(h.transpose(-1, -2).reshape(B, C, H, W))
 
 
+@dataclass(frozen=True)
+class UNetConfig(Config):
+    """The architecture of a :class:`UNet` (saved in the prior's ``.json``)."""
+
+    in_channels: int = 1
+    channels: int = 32
+    mults: tuple[int, ...] = (1, 2, 4)
+    res_blocks: int = 1
+    attention: tuple[int, ...] = (8,)
+    size: int = 32
+    groups: int = 8
+    dropout: float = 0.0
+    patch: int = 1
+
+
+@dataclass(frozen=True)
+class PriorConfig(Config):
+    """Everything saved beside a prior's weights: its name, architecture, schedule, and
+    what it was trained on and how (free-form records)."""
+
+    name: str
+    architecture: UNetConfig
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    data: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+
 class UNet(nn.Module):
     """``eps(x_t, t)`` for images ``[B, in_channels, size, size]``.
 
@@ -76,14 +105,12 @@ class UNet(nn.Module):
     residual blocks per level on the way down (one more on the way up), attention at
     the resolutions in ``attention``."""
 
-    def __init__(
-        self, in_channels: int = 1, channels: int = 32, mults: tuple[int, ...] = (1, 2, 4),
-        res_blocks: int = 1, attention: tuple[int, ...] = (8,), size: int = 32, groups: int = 8,
-        dropout: float = 0.0, patch: int = 1,
-    ) -> None:
+    def __init__(self, config: UNetConfig = UNetConfig()) -> None:
         super().__init__()
-        self.config = dict(in_channels=in_channels, channels=channels, mults=list(mults), res_blocks=res_blocks,
-                           attention=list(attention), size=size, groups=groups, dropout=dropout, patch=patch)
+        self.config = config
+        in_channels, channels, mults, res_blocks = config.in_channels, config.channels, config.mults, config.res_blocks
+        attention, size, groups, dropout, patch = (config.attention, config.size, config.groups, config.dropout,
+                                                   config.patch)
         t_dim = 4 * channels
         self.channels = channels
         self.patch = patch
@@ -169,32 +196,17 @@ class UNetPrior(Prior):
         return self.net(x_t.float(), t).to(x_t.dtype)
 
 
-class WeightsError(ValueError):
-    """A weights file that is missing, corrupt, truncated or of another architecture."""
-
-
 def load_unet_prior(weights: str | Path, config: str | Path | None = None, name: str | None = None) -> UNetPrior:
-    """Load a :class:`UNetPrior` from safetensors ``weights`` and its JSON ``config``
-    (default: the same path with ``.json``).  Raises :class:`WeightsError` with the
-    reason on anything unreadable."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+    """Load a :class:`UNetPrior` from safetensors ``weights`` and its JSON description
+    (:class:`PriorConfig`; default: the same path with ``.json``).  Raises
+    :class:`WeightsError` naming the file that is missing, unreadable or mismatched."""
     weights = Path(weights)
+    state = load_safetensors(weights, "prior weights file")
     config = Path(config) if config else weights.with_suffix(".json")
     try:
-        cfg = json.loads(config.read_text())
-        net = UNet(**cfg["architecture"])
-        state = load_file(str(weights))
-        net.load_state_dict(state, strict=True)
-    except FileNotFoundError as e:
-        raise WeightsError(f"{e.filename}: no such file") from None
-    except (SafetensorError, OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise WeightsError(f"{weights}: not a valid dmap UNet weights file ({e.__class__.__name__}: {e})") from None
-    except RuntimeError as e:
-        raise WeightsError(f"{weights}: weights do not match the architecture in {config.name}") from None
-    sched = cfg.get("schedule", {"kind": "linear", "T": 1000})
-    schedule = Schedule.cosine(sched["T"]) if sched["kind"] == "cosine" else Schedule.linear(sched["T"])
-    c = cfg["architecture"]["in_channels"]
-    s = cfg["architecture"]["size"]
-    return UNetPrior(net.eval(), schedule, (c, s, s), name or cfg.get("name", weights.stem))
+        cfg = PriorConfig.from_dict(read_json(config, f"description of the prior {weights.name}"), config.name)
+    except ConfigError as e:
+        raise WeightsError(str(e)) from None
+    net = load_state(UNet(cfg.architecture), state, weights, f"the architecture in {config.name}")
+    arch = cfg.architecture
+    return UNetPrior(net.eval(), Schedule(cfg.schedule), (arch.in_channels, arch.size, arch.size), name or cfg.name)

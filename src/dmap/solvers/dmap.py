@@ -23,6 +23,7 @@ K -> ``inner_steps``, N -> ``steps``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -30,25 +31,39 @@ from torch import Tensor
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
-from dmap.solvers.common import Callback, check_finite, measurement_grad, project_to_sphere
+from dmap.solvers.base import Method, Options, choices, register, tunable
+from dmap.solvers.common import Callback, check_state, measurement_grad, project_to_sphere
+
+
+@dataclass(frozen=True)
+class DMAPOptions(Options):
+    """``step_size`` (zeta) and ``inner_steps`` (K) of the inner gradient ascent;
+    ``clamp`` clips x0_hat to [-1, 1] before A."""
+
+    steps: int = 250
+    step_size: float = tunable(1.0, grid=(0.1, 0.3, 1.0, 3.0, 10.0), refine=(0.58, 1.73))
+    inner_steps: int = choices(3, (1, 2, 3, 5))
+    clamp: bool = True
+
+    @property
+    def inner(self) -> int:
+        return self.inner_steps
 
 
 def solve_dmap(
     prior: Prior,
     operator: Operator,
     y: Tensor,
+    options: DMAPOptions = DMAPOptions(),
     *,
-    steps: int = 250,
-    step_size: float = 1.0,
-    inner_steps: int = 3,
-    eta: float = 1.0,
-    clamp: bool = True,
     generator: Generators = None,
     callback: Callback = None,
     step_prior: Prior | None = None,
 ) -> Tensor:
     """Solve ``y = A(x) + n`` with DMAP; returns ``x0 [B, C, H, W]`` in [-1, 1].
     ``step_prior`` (default ``prior``) gives the x0_hat of the prior step."""
+    steps, step_size, inner_steps, eta, clamp = (options.steps, options.step_size, options.inner_steps,
+                                                 options.eta, options.clamp)
     schedule = prior.schedule
     n = math.prod(prior.shape)
     x = randn((y.shape[0], *prior.shape), generator, y)
@@ -67,7 +82,10 @@ def solve_dmap(
                     x = project_to_sphere(x - step_size * g, mu, radius)
                 info = {"residual": residual, "grad_norm": g.reshape(len(g), -1).norm(dim=1)}
         x = x.detach()
-        check_finite(x, "dmap", i, t, step_size)
+        check_state(x, "dmap", i, t, step_size)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat, **info})
     return x.clamp(-1, 1)
+
+
+register(Method("dmap", solve_dmap, DMAPOptions, "posterior maximization with sphere projection (Xu et al. 2025)"))

@@ -14,30 +14,41 @@ gradient per step.  With a ``step_prior`` (DPS+CSE, Xu et al. 2025 Sec. 4) the m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
-from dmap.solvers.common import Callback, check_finite, measurement_grad
+from dmap.solvers.base import Method, Options, register, tunable
+from dmap.solvers.common import Callback, check_state, measurement_grad
+
+
+@dataclass(frozen=True)
+class DPSOptions(Options):
+    """``step_size`` (zeta) scales the likelihood gradient; ``clamp`` clips x0_hat to
+    [-1, 1] before A (as the DPS reference code does)."""
+
+    steps: int = 1000
+    step_size: float = tunable(1.0, grid=(0.1, 0.3, 1.0, 3.0, 10.0), refine=(0.58, 1.73))
+    clamp: bool = True
 
 
 def solve_dps(
     prior: Prior,
     operator: Operator,
     y: Tensor,
+    options: DPSOptions = DPSOptions(),
     *,
-    steps: int = 1000,
-    step_size: float = 1.0,
-    eta: float = 1.0,
-    clamp: bool = True,
     generator: Generators = None,
     callback: Callback = None,
     step_prior: Prior | None = None,
 ) -> Tensor:
     """Solve ``y = A(x) + n`` with DPS; returns ``x0 [B, C, H, W]`` in [-1, 1].
     ``step_prior`` (default ``prior``) gives the x0_hat of the reverse-step mean."""
+    steps, step_size, eta, clamp = options.steps, options.step_size, options.eta, options.clamp
     schedule = prior.schedule
     x = randn((y.shape[0], *prior.shape), generator, y)
     for i, (t, t_prev) in enumerate(schedule.pairs(steps)):
@@ -48,8 +59,11 @@ def solve_dps(
             x0_mu = x0_hat if step_prior is None else step_prior.x0(x, t)
             mu, sigma = schedule.reverse_mean_std(x, x0_mu, t, t_prev, eta)
             x = mu + sigma * randn(x.shape, generator, x) - step_size * g
-        check_finite(x, "dps", i, t, step_size)
+        check_state(x, "dps", i, t, step_size)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach(), "residual": residual,
                       "grad_norm": g.reshape(len(g), -1).norm(dim=1)})
     return x.detach().clamp(-1, 1)
+
+
+register(Method("dps", solve_dps, DPSOptions, "Diffusion Posterior Sampling (Chung et al. 2023)"))

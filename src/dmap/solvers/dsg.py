@@ -16,6 +16,7 @@ with gradient on guided steps.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -23,23 +24,37 @@ from torch import Tensor
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
-from dmap.solvers.common import Callback, check_finite, measurement_grad, per_sample_norm, project_to_sphere
+from dmap.solvers.base import Method, Options, register, tunable
+from dmap.solvers.common import Callback, check_state, measurement_grad, per_sample_norm, project_to_sphere
+
+
+@dataclass(frozen=True)
+class DSGOptions(Options):
+    """``guidance_rate`` (g_r), guidance every ``interval`` steps; ``clamp`` clips x0_hat."""
+
+    steps: int = 1000
+    guidance_rate: float = tunable(0.1, grid=(0.05, 0.1, 0.2, 0.4, 0.8), refine=(0.71, 1.41))
+    interval: int = 1
+    clamp: bool = True
+
+    def check(self) -> None:
+        super().check()
+        if not (isinstance(self.interval, int) and self.interval >= 1):
+            raise ValueError(f"interval must be an integer >= 1, got {self.interval}")
 
 
 def solve_dsg(
     prior: Prior,
     operator: Operator,
     y: Tensor,
+    options: DSGOptions = DSGOptions(),
     *,
-    steps: int = 1000,
-    guidance_rate: float = 0.1,
-    interval: int = 1,
-    eta: float = 1.0,
-    clamp: bool = True,
     generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
     """Solve ``y = A(x) + n`` with DSG; returns ``x0 [B, C, H, W]`` in [-1, 1]."""
+    steps, guidance_rate, interval, eta, clamp = (options.steps, options.guidance_rate, options.interval,
+                                                  options.eta, options.clamp)
     schedule = prior.schedule
     n = math.prod(prior.shape)
     x = randn((y.shape[0], *prior.shape), generator, y)
@@ -60,7 +75,10 @@ def solve_dsg(
             d = project_to_sphere(mu + d, mu, r) - mu
             info = {"residual": residual, "grad_norm": g.reshape(len(g), -1).norm(dim=1)}
         x = (mu + d).detach()
-        check_finite(x, "dsg", i, t, guidance_rate)
+        check_state(x, "dsg", i, t, guidance_rate)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach(), **info})
     return x.clamp(-1, 1)
+
+
+register(Method("dsg", solve_dsg, DSGOptions, "Spherical Gaussian guidance (Yang et al. 2024)"))

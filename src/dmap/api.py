@@ -1,0 +1,57 @@
+"""``dmap.solve``: resolve a method's options, then run it (the CLI, ``tune`` and
+``bench`` all call these two functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from dmap.cse import CSE, find_cse
+from dmap.operators.tasks import Task
+from dmap.presets import Table, resolve_options
+from dmap.priors.base import Prior
+from dmap.rng import Generators
+from dmap.solvers import Options, get_method
+from dmap.solvers.common import Callback
+
+
+def run_method(
+    method: str, prior: Prior, task: Task, y: Tensor, options: Options, *, generator: Generators = None,
+    callback: Callback = None, cse: CSE | None = None,
+) -> Tensor:
+    """Run ``method`` with resolved ``options`` (from :func:`dmap.presets.resolve_options`).
+    Methods with a conditional score estimator take ``cse`` (default: the shipped one for
+    the prior and task, checked against the task's ``sigma_y``).  A run that produces
+    NaN/Inf or leaves the data range raises :class:`~dmap.solvers.SolveError`
+    (:class:`~dmap.solvers.NonFiniteError`, :class:`~dmap.solvers.DivergenceError`)."""
+    m = get_method(method)
+    if not isinstance(options, m.options):
+        raise TypeError(f"{method} takes {m.options.__name__}, got {type(options).__name__}")
+    if tuple(task.operator.x_shape) != tuple(prior.shape):
+        raise ValueError(f"task built for images {task.operator.x_shape}, prior expects {prior.shape}")
+    if m.linear_only and not task.operator.linear:
+        raise ValueError(f"{method} needs a linear task; {task.name} is not")
+    extra = {}
+    if m.uses_cse:
+        if cse is None:
+            cse = find_cse(prior, task.name, sigma_y=task.sigma_y)
+        cse.check(prior, task.name, task.sigma_y)
+        extra["cse"] = cse
+    elif cse is not None:
+        raise ValueError(f"{method} takes no conditional score estimator")
+    return m.fn(prior, task.operator, y, options, generator=generator, callback=callback, **extra)
+
+
+def solve(
+    method: str, prior: Prior, task: Task, y: Tensor, *, generator: Generators = None, callback: Callback = None,
+    cse: CSE | None = None, presets: Table | None = None, **options: Any,
+) -> Tensor:
+    """Restore ``x`` from ``y = A(x) + n`` with ``method`` on ``prior``; returns ``x0`` in
+    [-1, 1], ``[B, C, H, W]``.  Options not given (``steps=``, ``step_size=``, ...) come
+    from the preset for ``(prior.name, task.name, method)`` in ``presets`` (default: the
+    shipped ones, :func:`dmap.presets.load_presets`), then the method's defaults.  Pass
+    one generator per image (``dmap.rng.sample_generators``) to make a batch equal to its
+    images solved one by one.  See :func:`run_method` for ``cse`` and the errors."""
+    opts = resolve_options(method, prior.name, task.name, presets=presets, **options)
+    return run_method(method, prior, task, y, opts, generator=generator, callback=callback, cse=cse)

@@ -1,0 +1,103 @@
+"""What a benchmark runs: method specs (``dmap[step_size=2,inner_steps=5]``) and the
+:class:`BenchConfig` saved in its manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dmap.config import Config
+from dmap.operators import DEFAULT_SIGMA_Y, TASKS
+from dmap.solvers import METHODS
+
+
+class BenchError(ValueError):
+    """A benchmark that cannot run as asked (bad spec, mismatched rerun)."""
+
+
+def split_specs(text: str) -> list[str]:
+    """Split ``"dps,dps+cse[guide=cse,step_size=2]"`` at the commas outside brackets."""
+    specs, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            specs.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    specs.append(cur.strip())
+    return [s for s in specs if s]
+
+
+def parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, anything else stays a string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_assignments(items: list[str], where: str) -> dict[str, Any]:
+    """``["key=value", ...]`` -> ``{key: value}`` (values by :func:`parse_value`)."""
+    out = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise BenchError(f"{where}: {item!r} is not key=value")
+        out[key.strip()] = parse_value(val.strip())
+    return out
+
+
+def parse_method(spec: str) -> tuple[str, dict, str | None]:
+    """``"dps+cse[guide=cse,cse=FILE]"`` -> ``("dps+cse", {"guide": "cse"}, "FILE")``: the
+    method, option overrides and an adapter path (``cse=``)."""
+    name, _, rest = spec.partition("[")
+    if rest and not rest.endswith("]"):
+        raise BenchError(f"method {spec!r}: options go in one pair of brackets, e.g. dmap[step_size=2]")
+    if name not in METHODS:
+        raise BenchError(f"unknown method {name!r} in {spec!r}; choose from {', '.join(METHODS)}")
+    options = parse_assignments(split_specs(rest[:-1]) if rest else [], f"method {spec!r}")
+    cse = options.pop("cse", None)
+    if cse is not None and not METHODS[name].uses_cse:
+        raise BenchError(f"method {spec!r}: {name} takes no conditional score estimator")
+    if "steps" in options:
+        raise BenchError(f"method {spec!r}: steps follow from the budget (--nfe)")
+    return name, options, cse
+
+
+@dataclass(frozen=True)
+class BenchConfig(Config):
+    """What to run.  ``methods`` are specs (:func:`parse_method`); ``nfe`` the budgets in
+    network evaluations per image (each method's steps are the most that fit);
+    ``threads`` the torch threads of every worker (results depend on it, bit for bit)."""
+
+    prior: str
+    tasks: tuple[str, ...]
+    methods: tuple[str, ...]
+    images: int
+    nfe: tuple[int, ...] = (1000,)
+    split: str = "test"
+    seed: int = 0
+    sigma_y: float = DEFAULT_SIGMA_Y
+    batch_size: int = 16
+    presets: str | None = None
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.images < 1 or self.batch_size < 1 or self.threads < 1 or min(self.nfe, default=0) < 1:
+            raise BenchError("--images, --batch-size, --threads and every --nfe must be >= 1")
+        if not (self.tasks and self.methods and self.nfe):
+            raise BenchError("give at least one task, method and budget")
+        for name in self.tasks:
+            if name not in TASKS:
+                raise BenchError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
+        for spec in self.methods:
+            parse_method(spec)
+        for kind, values in (("task", self.tasks), ("method", self.methods), ("budget", self.nfe)):
+            if len(set(values)) != len(values):
+                raise BenchError(f"a {kind} is listed twice")
+
+    def expected_rows(self) -> int:
+        return len(self.tasks) * len(self.methods) * len(self.nfe) * self.images

@@ -1,0 +1,104 @@
+"""What ships with the library, in one place: the named priors (and the cache of the
+fitted mixture), the paper's tasks, the tuning images and the shipped adapters.
+
+The core (schedules, priors, operators, solvers) does no I/O of data or caches; this
+module assembles the shipped assets from it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from torch import Tensor
+
+from dmap.priors.base import Prior
+from dmap.priors.gmm import GaussianMixture, GMMPrior, fit_mixture
+from dmap.priors.unet import UNetPrior, load_unet_prior
+from dmap.schedule import Schedule
+from dmap.utils import WeightsError, load_safetensors, save_safetensors, short_sha256
+
+PAPER_TASKS = ("inpaint-box", "inpaint-random", "deblur-aniso", "sr4", "cs2")
+TUNING_SEED = 1234  # which train digits tune the presets
+TASK_SEED = 0  # masks, kernels and permutations of the tuning problems and the benchmarks
+
+
+def asset(*parts: str) -> Path:
+    """The path of a shipped file under ``dmap/assets``."""
+    return Path(str(resources.files("dmap.assets").joinpath(*parts)))
+
+
+def cache_dir() -> Path:
+    """Where fitted artefacts are cached: ``$DMAP_CACHE_DIR`` or ``~/.cache/dmap``."""
+    return Path(os.environ.get("DMAP_CACHE_DIR") or Path.home() / ".cache" / "dmap")
+
+
+def load_mnist() -> UNetPrior:
+    """``mnist``: the shipped UNet trained on the bundled train digits."""
+    return load_unet_prior(asset("mnist.safetensors"), name="mnist")
+
+
+def load_gmm_mnist(per_class: int = 2, rank: int = 96, floor: float = 1e-3) -> GMMPrior:
+    """``gmm-mnist``: ``per_class`` x 10 probabilistic-PCA components of ``rank`` fitted
+    on the bundled train digits (32 x 32) by :func:`dmap.priors.gmm.fit_mixture`, cached
+    in :func:`cache_dir` keyed by the data and the fit settings."""
+    from dmap.data import mnist
+
+    images, labels = mnist("train")
+    path = cache_dir() / f"gmm-mnist-{short_sha256(images)[:12]}-k{per_class}-r{rank}-f{floor:g}.safetensors"
+    try:
+        mixture = GaussianMixture(**load_safetensors(path, "cached mixture"))
+    except WeightsError:  # not cached yet (or a damaged cache): fit and cache
+        mixture = fit_mixture(images.reshape(len(images), -1), labels, per_class, rank, floor)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_safetensors(path, mixture.tensors())
+    return GMMPrior(mixture, Schedule.linear(), (1, 32, 32), "gmm-mnist")
+
+
+PRIORS: dict[str, tuple[Callable[[], Prior], str]] = {
+    "gmm-mnist": (load_gmm_mnist, "exact Gaussian mixture (20 components) fitted on the bundled digits, 1 x 32 x 32"),
+    "mnist": (load_mnist, "UNet (1.1 M parameters) trained on the bundled digits, 1 x 32 x 32"),
+}
+DEFAULT_PRIOR = "mnist"
+
+
+def load_prior(name: str = DEFAULT_PRIOR) -> Prior:
+    """A shipped prior by name (see ``PRIORS``), or a UNet trained with ``dmap train``
+    from its ``.safetensors`` path (its ``.json`` description beside it)."""
+    if name.endswith(".safetensors"):
+        return load_unet_prior(name).eval()
+    if name not in PRIORS:
+        raise ValueError(f"unknown prior {name!r}; choose from {', '.join(PRIORS)} or a .safetensors file")
+    return PRIORS[name][0]().eval()
+
+
+def shipped_cse(reference: bool = False) -> dict[tuple[str, str], Path]:
+    """The shipped adapters, ``{(prior, task): path}``: those trained on 100 digits, or
+    (``reference``) the references trained on every train digit, used by the diagnostics."""
+    folder = asset("cse", *(["reference"] if reference else []))
+    return {tuple(p.stem.split("-", 1)): p for p in sorted(folder.glob("*.safetensors"))} if folder.is_dir() else {}
+
+
+def train_images(n: int) -> Tensor:
+    """The tuning images: ``n`` train digits drawn with a fixed seed (never the test split)."""
+    import torch
+
+    from dmap.data import mnist
+    from dmap.rng import seeded
+
+    train, _ = mnist("train")
+    return train[torch.randperm(len(train), generator=seeded(TUNING_SEED))[:n]]
+
+
+def tuning_problem(prior: Prior, task_name: str, n: int, sigma_y: float | None = None):
+    """``(task, x, y)``: the task (operator from ``TASK_SEED``), ``n`` tuning digits
+    (:func:`train_images`) and their measurements."""
+    from dmap.operators import DEFAULT_SIGMA_Y, make_task
+    from dmap.rng import sample_generators, seeded
+
+    x = train_images(n)
+    task = make_task(task_name, prior.shape, sigma_y=DEFAULT_SIGMA_Y if sigma_y is None else sigma_y,
+                     generator=seeded(TASK_SEED))
+    return task, x, task.simulate(x, generator=sample_generators(TASK_SEED + 1, n))

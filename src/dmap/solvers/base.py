@@ -1,0 +1,109 @@
+"""The registry of methods and the typed options every method declares.
+
+A method is one solver file: a frozen :class:`Options` dataclass (defaults, validation,
+which option ``dmap tune`` searches and on which grid, the cost in network evaluations)
+and a call to :func:`register`.  Presets, the CLI, ``tune`` and ``bench`` read everything
+else from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from torch import Tensor
+
+from dmap.config import Config, ConfigError
+
+
+def tunable(default: float, grid: tuple[float, ...], refine: tuple[float, ...]) -> Any:
+    """A field that ``dmap tune`` searches: a coarse log ``grid``, then ``refine`` factors
+    around the best value."""
+    return field(default=default, metadata={"grid": grid, "refine": refine})
+
+
+def choices(default: int, values: tuple[int, ...]) -> Any:
+    """An integer field that ``dmap tune`` tries each of ``values`` for (e.g. DMAP's K)."""
+    return field(default=default, metadata={"choices": values})
+
+
+@dataclass(frozen=True)
+class Options(Config):
+    """Options shared by every method: ``steps`` reverse steps (N) and the DDIM ``eta``
+    (1: ancestral DDPM, 0: deterministic).  Subclasses add theirs and extend :meth:`check`."""
+
+    steps: int = 1000
+    eta: float = 1.0
+
+    step_evals: ClassVar[int] = 1  # network evaluations of one outer step (without inner steps)
+
+    def __post_init__(self) -> None:
+        try:
+            self.check()
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+
+    def check(self) -> None:
+        """Validate the values (``ValueError`` naming the option)."""
+        if not (isinstance(self.steps, int) and self.steps >= 1):
+            raise ValueError(f"steps must be a positive integer, got {self.steps}")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{f.name.replace('_', ' ')} must be a finite number >= 0, got {v}")
+            if "choices" in f.metadata and not (isinstance(v, int) and v >= 1):
+                raise ValueError(f"{f.name.replace('_', ' ')} must be an integer >= 1, got {v}")
+
+    @property
+    def inner(self) -> int:
+        """Inner evaluations per step after the first (DMAP's K; 0 for the others)."""
+        return 0
+
+    def nfe(self) -> int:
+        """Network evaluations per image: a forward+backward pass counts one."""
+        return self.steps * self.step_evals + (self.steps - 1) * self.inner
+
+    def for_budget(self, nfe: int) -> Options:
+        """These options with the most steps whose cost is at most ``nfe`` evaluations."""
+        return self.replace(steps=max(1, (nfe + self.inner) // (self.step_evals + self.inner)))
+
+    @classmethod
+    def strength(cls) -> str | None:
+        """The option that ``dmap tune`` searches on a grid (step size, guidance rate)."""
+        return next((f.name for f in dataclasses.fields(cls) if "grid" in f.metadata), None)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its solver ``fn(prior, operator, y, options, *, generator,
+    callback[, cse])``, its options class and what it needs."""
+
+    name: str
+    fn: Callable[..., Tensor]
+    options: type[Options]
+    description: str
+    linear_only: bool = False
+    base: str | None = None  # the method whose presets this one starts from (all but ``steps``)
+    uses_cse: bool = False  # needs a conditional score estimator (``cse=``)
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to :data:`METHODS` (one call at the end of each solver file)."""
+    if method.name in METHODS:
+        raise ValueError(f"method {method.name!r} is registered twice")
+    METHODS[method.name] = method
+    return method
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHODS)}")
+    return METHODS[name]
