@@ -25,7 +25,6 @@ and ``benchmarks/results/cse/images-sr4.png``.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -38,8 +37,11 @@ MAIN = ["dps", "dps+cse", "dmap", "dmap+cse", "cse"]
 GUIDE = ["dps+cse[guide=cse]", "dmap+cse[guide=cse]"]
 GUIDE_TASKS = ["sr4", "inpaint-box"]
 # the estimators of the training-set ablation besides the shipped one (100 digits), relative to ROOT
-ADAPTERS = {10: "runs/cse-ablation/mnist-sr4-10.safetensors", 1000: "runs/cse-ablation/mnist-sr4-1000.safetensors",
-            9001: "src/dmap/assets/cse/reference/mnist-sr4.safetensors"}
+ADAPTERS = {
+    10: "runs/cse-ablation/mnist-sr4-10.safetensors",
+    1000: "runs/cse-ablation/mnist-sr4-1000.safetensors",
+    9001: "src/dmap/assets/cse/reference/mnist-sr4.safetensors",
+}
 
 
 def main() -> None:
@@ -55,36 +57,49 @@ def main() -> None:
     for task in PAPER_TASKS:
         if (ASSETS / f"mnist-{task}.safetensors").exists():
             methods = MAIN + (GUIDE if task in GUIDE_TASKS else [])
-            cells += bench("mnist", [task], methods, OUT / task, images=args.images, nfe=args.nfe,
-                           threads=args.threads, presets=PRESETS)
+            cells += bench(
+                "mnist", [task], methods, OUT / task, images=args.images, nfe=args.nfe, threads=args.threads, presets=PRESETS
+            )
         else:
             print(f"{task}: no shipped adapter yet (python benchmarks/cse_train.py), skipped", flush=True)
-    text = (f"mnist, {args.images} test digits, sigma_y = 0.05, at most {args.nfe} network evaluations per image "
-            f"(an evaluation of the estimator counts one), step sizes tuned at this budget on train digits "
-            f"({PRESETS.name}), {args.threads} thread(s) (`python benchmarks/cse.py`)\n\n")
+    text = (
+        f"mnist, {args.images} test digits, sigma_y = 0.05, at most {args.nfe} network evaluations per image "
+        f"(an evaluation of the estimator counts one), step sizes tuned at this budget on train digits "
+        f"({PRESETS.name}), {args.threads} thread(s) (`python benchmarks/cse.py`)\n\n"
+    )
     text += "### Main comparison\n\n" + markdown([c for c in cells if c["method"] in MAIN])
     text += "\n### Ablation: which x0_hat feeds the likelihood gradient (paired Δ vs the prior's)\n\n"
     for base in ("dps+cse", "dmap+cse"):
-        text += markdown([c for c in cells if c["method"] in (base, f"{base}[guide=cse]") and c["task"] in GUIDE_TASKS],
-                         baseline=base) + "\n"
+        text += (
+            markdown([c for c in cells if c["method"] in (base, f"{base}[guide=cse]") and c["task"] in GUIDE_TASKS], baseline=base)
+            + "\n"
+        )
     if "sr4" in {c["task"] for c in cells} and all((ROOT / p).exists() for p in ADAPTERS.values()):
         specs = [f"{m}[cse={p}]" for m in ("dps+cse", "dmap+cse") for p in ADAPTERS.values()]
-        ablation = bench("mnist", ["sr4"], specs, OUT / "images-sr4", images=args.images, nfe=args.nfe,
-                         threads=args.threads, presets=PRESETS)
+        ablation = bench(
+            "mnist", ["sr4"], specs, OUT / "images-sr4", images=args.images, nfe=args.nfe, threads=args.threads, presets=PRESETS
+        )
         series = {}
         rows = ["| method | training digits | PSNR (dB) | SSIM |", "|---|---|---|---|"]
         for m in ("dps+cse", "dmap+cse"):
             shipped = next(c for c in cells if c["task"] == "sr4" and c["method"] == m)
-            pts = sorted([(n, next(c for c in ablation if c["method"] == f"{m}[cse={p}]")) for n, p in ADAPTERS.items()]
-                         + [(100, shipped)], key=lambda nc: nc[0])
+            pts = sorted(
+                [(n, next(c for c in ablation if c["method"] == f"{m}[cse={p}]")) for n, p in ADAPTERS.items()] + [(100, shipped)],
+                key=lambda nc: nc[0],
+            )
             series[m] = ([n for n, _ in pts], [c["psnr_mean"] for _, c in pts])
             rows += [f"| {m} | {n} | {c['psnr_mean']:.2f} ± {c['psnr_se']:.2f} | {c['ssim_mean']:.3f} |" for n, c in pts]
         for m in ("dps", "dmap"):
             flat = next(c["psnr_mean"] for c in cells if c["task"] == "sr4" and c["method"] == m)
             series[f"{m} (no estimator)"] = ([10, 9001], [flat, flat])
-        line_plot({k: ([math.log10(n) for n in v[0]], v[1]) for k, v in series.items()},
-                  OUT / "images-sr4.png", title="sr4: PSNR against the estimator's training digits",
-                  xlabel="log10 training digits", ylabel="PSNR (dB)")
+        line_plot(
+            series,
+            OUT / "images-sr4.png",
+            title="sr4: PSNR against the estimator's training digits",
+            xlabel="training digits of the estimator",
+            ylabel="PSNR (dB)",
+            log_x=True,
+        )
         text += "### Ablation: training digits of the estimator (sr4)\n\n" + "\n".join(rows) + "\n"
     else:
         print("the training-set ablation needs its adapters (python benchmarks/cse_train.py) and the sr4 cells")

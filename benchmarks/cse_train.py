@@ -19,11 +19,10 @@ import argparse
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import PAPER_TASKS, ROOT
+
 ASSETS = ROOT / "src" / "dmap" / "assets" / "cse"
-PAPER_TASKS = ["sr4", "inpaint-box", "inpaint-random", "deblur-aniso", "cs2"]
 JOBS = {
     "shipped": [(t, 100, 1500, ASSETS / f"mnist-{t}.safetensors") for t in PAPER_TASKS],
     "reference": [(t, 9001, 3000, ASSETS / "reference" / f"mnist-{t}.safetensors") for t in ("sr4", "inpaint-box")],
@@ -42,8 +41,20 @@ def main() -> None:
             if out.exists():
                 print(f"{out} exists, skipped", flush=True)
                 continue
-            cmd = ["dmap", "train-cse", "--prior", "mnist", "--task", task, "--images", str(images),
-                   "--steps", str(steps), "--out", str(out)]
+            cmd = [
+                "dmap",
+                "train-cse",
+                "--prior",
+                "mnist",
+                "--task",
+                task,
+                "--images",
+                str(images),
+                "--steps",
+                str(steps),
+                "--out",
+                str(out),
+            ]
             print(" ".join(cmd), flush=True)
             subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 

@@ -33,14 +33,27 @@ def main() -> None:
         post = b.prior.mixture.condition(task.operator.matrix(), task.sigma_y)
         mmse = post.mean(y.reshape(len(y), -1).double()).float().reshape(b.x.shape)
         p = psnr(mmse, b.x).numpy()
-        rows.append({"task": task_name, "method": "exact-mmse", "prior": "gmm-mnist", "n_images": len(p),
-                     "nfe_budget": args.nfe, "nfe": 0, "psnr_mean": float(p.mean()),
-                     "psnr_se": float(p.std(ddof=1) / np.sqrt(len(p))), "ssim_mean": float(ssim(mmse, b.x).mean()),
-                     "seconds_per_image": float("nan"), "peak_mem_mb": float("nan"), "psnr_per_image": p.tolist()})
+        rows.append(
+            {
+                "task": task_name,
+                "method": "exact-mmse",
+                "prior": "gmm-mnist",
+                "n_images": len(p),
+                "nfe_budget": args.nfe,
+                "nfe": 0,
+                "psnr_mean": float(p.mean()),
+                "psnr_se": float(p.std(ddof=1) / np.sqrt(len(p))),
+                "ssim_mean": float(ssim(mmse, b.x).mean()),
+                "seconds_per_image": float("nan"),
+                "peak_mem_mb": float("nan"),
+                "psnr_per_image": p.tolist(),
+            }
+        )
         rows += [c for c in cells if c["task"] == task_name]
-    text = (f"gmm-mnist, {args.images} test digits, sigma_y = 0.05, at most {args.nfe} network evaluations per image, "
-            f"1 thread (`python benchmarks/gmm_tasks.py`); exact-mmse: the exact posterior mean\n\n"
-            + markdown(rows, baseline="dps"))
+    text = (
+        f"gmm-mnist, {args.images} test digits, sigma_y = 0.05, at most {args.nfe} network evaluations per image, "
+        f"1 thread (`python benchmarks/gmm_tasks.py`); exact-mmse: the exact posterior mean\n\n" + markdown(rows, baseline="dps")
+    )
     (out / "table.md").write_text(text)
     print(text)
 

@@ -21,8 +21,15 @@ def main() -> None:
     ap.add_argument("--nfe", type=int, default=1000)
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
-    bench("mnist", PAPER_TASKS, ["dps", "dsg", "dmap"], RESULTS / "mnist_tasks", images=args.images, nfe=args.nfe,
-          workers=args.workers)
+    bench(
+        "mnist",
+        PAPER_TASKS,
+        ["dps", "dsg", "dmap"],
+        RESULTS / "mnist_tasks",
+        images=args.images,
+        nfe=args.nfe,
+        workers=args.workers,
+    )
     print((RESULTS / "mnist_tasks" / "summary.md").read_text())
 
 

@@ -16,7 +16,7 @@ import json
 
 from common import PAPER_TASKS, RESULTS
 from dmap.cli import main as dmap_main
-from dmap.cse import shipped_cse
+from dmap.shipped import shipped_cse
 
 ESTIMATES = ["unconditional", "dps", "cse"]
 NFE = {"gmm-mnist": 1000, "mnist": 500}  # restorations for the diversity (the network prior costs more)
@@ -29,29 +29,51 @@ def main() -> None:
     ap.add_argument("--prior", choices=["gmm-mnist", "mnist"], help="only this prior")
     args = ap.parse_args()
     root = RESULTS / "findings"
-    runs = [("gmm-mnist", t) for t in PAPER_TASKS] + [("mnist", t) for t in PAPER_TASKS
-                                                      if ("mnist", t) in shipped_cse(reference=True)]
-    lines = [f"sigma_y = 0.05, {args.pairs} test digits (`python benchmarks/paper_findings.py`). Reference: the exact conditional score and posterior "
-             "(gmm-mnist); the estimator trained on all 9,001 train digits and its samples (mnist). Score error: "
-             "mean over t = 50..1000 of ||s - s_ref||^2 / n. Mean z: ||E s|| / Monte-Carlo error under p_t(x_t | y), "
-             "median over t (about 1 for a valid score). Diversity: mean per-pixel std of 16 restorations of one y "
-             "at NFE network evaluations each.",
-             "", "| prior | task | NFE | error: prior | error: DPS | error: CSE | z: reference | z: prior | z: DPS | z: CSE "
-             "| diversity: reference | DPS | DSG | DMAP | CSE | DPS+CSE |", "|" + "---|" * 17]
+    runs = [("gmm-mnist", t) for t in PAPER_TASKS] + [
+        ("mnist", t) for t in PAPER_TASKS if ("mnist", t) in shipped_cse(reference=True)
+    ]
+    lines = [
+        f"sigma_y = 0.05, {args.pairs} test digits (`python benchmarks/paper_findings.py`). "
+        "Reference: the exact conditional score and posterior "
+        "(gmm-mnist); the estimator trained on all 9,001 train digits and its samples (mnist). Score error: "
+        "mean over t = 50..1000 of ||s - s_ref||^2 / n. Mean z: ||E s|| / Monte-Carlo error under p_t(x_t | y), "
+        "median over t (about 1 for a valid score). Diversity: mean per-pixel std of 16 restorations of one y "
+        "at NFE network evaluations each.",
+        "",
+        "| prior | task | NFE | error: prior | error: DPS | error: CSE | z: reference | z: prior | z: DPS | z: CSE "
+        "| diversity: reference | DPS | DSG | DMAP | CSE | DPS+CSE |",
+        "|" + "---|" * 17,
+    ]
     for prior, task in runs:
         if args.prior and prior != args.prior:
             continue
         out = root / prior / task
         if not (out / "analysis.json").exists():
-            assert dmap_main(["analyze", "--prior", prior, "--task", task, "--pairs", str(args.pairs),
-                              "--nfe", str(NFE[prior]), "--out", str(out)]) == 0
+            assert (
+                dmap_main(
+                    [
+                        "analyze",
+                        "--prior",
+                        prior,
+                        "--task",
+                        task,
+                        "--pairs",
+                        str(args.pairs),
+                        "--nfe",
+                        str(NFE[prior]),
+                        "--out",
+                        str(out),
+                    ]
+                )
+                == 0
+            )
         r = json.loads((out / "analysis.json").read_text())
 
-        def err(name: str) -> str:
+        def err(name: str, r: dict = r) -> str:
             v = r["score_error"].get(name)
             return f"{sum(e['mean'] for e in v) / len(v):.3g}" if v else "-"
 
-        def z(name: str) -> str:
+        def z(name: str, r: dict = r) -> str:
             # files written before the reference was generalized name the exact one "exact"
             v = r["score_mean"].get(name) or (r["score_mean"].get("exact") if name == "reference" else None)
             return f"{sorted(m['z'] for m in v)[len(v) // 2]:.2f}" if v else "-"

@@ -38,9 +38,12 @@ def main() -> None:
     train, _ = mnist("train")
     sets = {}
     start = time.perf_counter()
-    sets["mnist"] = torch.cat([sample_prior(dmap.load_prior("mnist"), 250, steps=args.steps,
-                                            generator=sample_generators(0, 250, offset=i))
-                               for i in range(0, args.n, 250)])[: args.n]
+    sets["mnist"] = torch.cat(
+        [
+            sample_prior(dmap.load_prior("mnist"), 250, steps=args.steps, generator=sample_generators(0, 250, offset=i))
+            for i in range(0, args.n, 250)
+        ]
+    )[: args.n]
     seconds = time.perf_counter() - start
     mixture = dmap.load_prior("gmm-mnist").mixture
     sets["gmm-mnist"] = mixture.sample(args.n, generator=seeded(0)).float().reshape(-1, 1, 32, 32).clamp(-1, 1)
@@ -53,11 +56,16 @@ def main() -> None:
     for name in ("mnist", "gmm-mnist"):
         grid([list(sets[name][i : i + 8]) for i in range(0, 64, 8)], out / f"samples_{name}.png", cell=32, pad=1)
     ratio = rows[0]["fd_mnist"] / rows[1]["fd_mnist"]
-    (out / "prior_quality.json").write_text(json.dumps({"rows": rows, "steps": args.steps, "fd_ratio": ratio,
-                                                        "mnist_sampling_seconds": seconds}, indent=1))
-    lines = [f"fd-mnist against the {len(test)} test digits (`python benchmarks/prior_quality.py`; "
-             f"`mnist` sampled with {args.steps} ancestral steps)", "",
-             "| samples | n | fd-mnist | predicted classes 0-9 |", "|---|---|---|---|"]
+    (out / "prior_quality.json").write_text(
+        json.dumps({"rows": rows, "steps": args.steps, "fd_ratio": ratio, "mnist_sampling_seconds": seconds}, indent=1)
+    )
+    lines = [
+        f"fd-mnist against the {len(test)} test digits (`python benchmarks/prior_quality.py`; "
+        f"`mnist` sampled with {args.steps} ancestral steps)",
+        "",
+        "| samples | n | fd-mnist | predicted classes 0-9 |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {r['set']} | {r['n']} | {r['fd_mnist']:.2f} | {' '.join(map(str, r['class_histogram']))} |" for r in rows]
     lines += ["", f"FD(mnist) / FD(gmm-mnist) = {ratio:.3f} (target: at most 0.333)"]
     (out / "prior_quality.md").write_text("\n".join(lines) + "\n")

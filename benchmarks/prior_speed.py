@@ -67,8 +67,8 @@ def main() -> None:
     for b in (1, 16, 64):
         x = torch.randn(b, *prior.shape, generator=seeded(b))
         with torch.no_grad():
-            fwd = timed(lambda: prior.eps(x, 500))
-        fb = timed(lambda: forward_backward(x))
+            fwd = timed(lambda x=x: prior.eps(x, 500))
+        fb = timed(lambda x=x: forward_backward(x))
         result["batches"][b] = {"forward_s_per_image": fwd / b, "forward_backward_s_per_image": fb / b}
         print(b, result["batches"][b], flush=True)
 
@@ -82,29 +82,43 @@ def main() -> None:
         dmap.solve("dps", prior, task, y, steps=args.steps, generator=sample_generators(2, 16))
         dps.append(time.perf_counter() - start)
     fb16, dps_s = sorted(fbs)[1], sorted(dps)[1]
-    result["overhead"] = {"steps": args.steps, "dps_seconds": dps_s, "forward_backward_seconds_batch16": fb16,
-                          "ratio": dps_s / (args.steps * fb16)}
+    result["overhead"] = {
+        "steps": args.steps,
+        "dps_seconds": dps_s,
+        "forward_backward_seconds_batch16": fb16,
+        "ratio": dps_s / (args.steps * fb16),
+    }
     print(result["overhead"], flush=True)
 
     def peak(mode: str) -> float:
-        out = subprocess.run([sys.executable, "-c", PEAK, args.prior, mode, str(args.steps)], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK, args.prior, mode, str(args.steps)], capture_output=True, text=True, check=True
+        )
         return float(out.stdout.strip().splitlines()[-1])
 
     result["peak_rss_mb"] = {"prior_loaded": peak("load"), "dps_batch16": peak("dps")}
     print(result["peak_rss_mb"], flush=True)
     out = ROOT / "benchmarks" / "results" / f"prior_speed_{args.prior}"
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    lines = [f"prior `{args.prior}`, {result['threads']} thread(s), torch {torch.__version__} "
-             f"(`python benchmarks/prior_speed.py --prior {args.prior}`)", "",
-             "| batch | forward (ms / image) | forward+backward (ms / image) |", "|---|---|---|"]
-    lines += [f"| {b} | {1e3 * r['forward_s_per_image']:.2f} | {1e3 * r['forward_backward_s_per_image']:.2f} |"
-              for b, r in result["batches"].items()]
+    lines = [
+        f"prior `{args.prior}`, {result['threads']} thread(s), torch {torch.__version__} "
+        f"(`python benchmarks/prior_speed.py --prior {args.prior}`)",
+        "",
+        "| batch | forward (ms / image) | forward+backward (ms / image) |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {b} | {1e3 * r['forward_s_per_image']:.2f} | {1e3 * r['forward_backward_s_per_image']:.2f} |"
+        for b, r in result["batches"].items()
+    ]
     o = result["overhead"]
-    lines += ["", f"DPS overhead at batch 16: {o['ratio']:.3f} (DPS {o['dps_seconds']:.2f} s for {o['steps']} steps; "
-              f"forward+backward {1e3 * o['forward_backward_seconds_batch16']:.1f} ms per batch)",
-              f"Peak resident memory: {result['peak_rss_mb']['dps_batch16']:.0f} MB running DPS at batch 16 "
-              f"({result['peak_rss_mb']['prior_loaded']:.0f} MB with the prior loaded only)"]
+    lines += [
+        "",
+        f"DPS overhead at batch 16: {o['ratio']:.3f} (DPS {o['dps_seconds']:.2f} s for {o['steps']} steps; "
+        f"forward+backward {1e3 * o['forward_backward_seconds_batch16']:.1f} ms per batch)",
+        f"Peak resident memory: {result['peak_rss_mb']['dps_batch16']:.0f} MB running DPS at batch 16 "
+        f"({result['peak_rss_mb']['prior_loaded']:.0f} MB with the prior loaded only)",
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -17,9 +17,8 @@ import argparse
 import subprocess
 from pathlib import Path
 
-from common import RESULTS, ROOT
-
 import dmap
+from common import RESULTS, ROOT
 
 
 def main() -> None:
@@ -41,8 +40,23 @@ def main() -> None:
             trials = folder / f"{args.prior}-{task}-{method}-{args.nfe}.json"
             if trials.exists():
                 continue
-            cmd = ["dmap", "tune", "--prior", args.prior, "--task", task, "--method", method, "--images",
-                   str(args.images), "--nfe", str(args.nfe), "--out", str(presets), "--json"]
+            cmd = [
+                "dmap",
+                "tune",
+                "--prior",
+                args.prior,
+                "--task",
+                task,
+                "--method",
+                method,
+                "--images",
+                str(args.images),
+                "--nfe",
+                str(args.nfe),
+                "--out",
+                str(presets),
+                "--json",
+            ]
             cmd += ["--around", args.around] if args.around else []
             print(" ".join(cmd), flush=True)
             result = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout

@@ -63,6 +63,7 @@ def test_score_error_and_dps_implied_score():
     assert not torch.equal(some, zero)
 
 
+@pytest.mark.slow
 def test_diversity_of_exact_samples_matches_posterior_variance():
     _, _, _, x0, post = problem(5)
     x = post.sample(4000, torch.Generator().manual_seed(6)).reshape(-1, 1, 2, 4)
@@ -79,6 +80,7 @@ def test_diversity_of_exact_samples_matches_posterior_variance():
     assert again["pixel_std"] == out["pixel_std"]
 
 
+@pytest.mark.slow
 def test_analyze_cli_writes_figures_and_json(tmp_path, capsys):
     import json
 
@@ -87,8 +89,13 @@ def test_analyze_cli_writes_figures_and_json(tmp_path, capsys):
     argv = ["analyze", "--task", "sr4", "--pairs", "2", "--samples", "2", "--nfe", "30", "--mean-samples", "16"]
     assert main(argv + ["--out", str(tmp_path), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert {p.name for p in tmp_path.iterdir()} == {"analysis.json", "score_error.png", "score_mean.png",
-                                                     "diversity.png", "samples.png"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "analysis.json",
+        "score_error.png",
+        "score_mean.png",
+        "diversity.png",
+        "samples.png",
+    }
     assert result == json.loads((tmp_path / "analysis.json").read_text())
     assert len(result["score_error"]["dps"]) == len(result["timesteps"]) == 20
     assert set(result["diversity"]) == {"exact posterior", "dps", "dsg", "dmap"}
@@ -105,13 +112,12 @@ def test_network_reference_scores_and_samples():
     import sys
 
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from test_cse import tiny_prior
-
     from dmap.analysis.run import NetworkReference, analyze
     from dmap.cse import CSE, AdapterMeta, adapter_for
-    from dmap.operators import make_task
     from dmap.data import mnist_spread
+    from dmap.operators import make_task
     from dmap.rng import seeded
+    from test_cse import tiny_prior
 
     prior = tiny_prior()
     cse = CSE(prior, adapter_for(prior), AdapterMeta("sr4", "tiny", prior.fingerprint(), 0.05))
@@ -119,10 +125,55 @@ def test_network_reference_scores_and_samples():
     x, _ = mnist_spread(3)
     y = task.simulate(x, generator=seeded(1))
     ref = NetworkReference(cse, task, y, steps=5)
-    result, samples = analyze(prior, task, x, y, methods=("cse",), n_mean=8, n_samples=3, nfe=5, cse=cse,
-                              reference=ref)
+    result, samples = analyze(prior, task, x, y, methods=("cse",), n_mean=8, n_samples=3, nfe=5, cse=cse, reference=ref)
     assert result["reference"] == "reference cse" and not result["exact_reference"]
     assert all(e["mean"] == 0 for name in ("unconditional", "cse") for e in result["score_error"][name])
     assert all(e["mean"] > 0 for e in result["score_error"]["dps"])
     assert set(result["score_mean"]) == {"reference", "unconditional", "dps", "cse"}
     assert set(samples) == {"reference cse", "cse"} and samples["cse"].shape == (3, 1, 32, 32)
+
+
+def test_dps_implied_score_reproduces_the_dps_step():
+    """The implied score s - zeta sqrt(alpha') / beta' g, put into the ancestral mean
+    (x_t + beta' s) / sqrt(alpha'), gives DPS's update mu(x_t, x0_hat) - zeta g: a wrong
+    sign or factor in dps_score fails here."""
+    from dmap.solvers.common import measurement_grad
+
+    m, A, y, _, post = problem(3)
+    s = Schedule.linear()
+    prior = GMMPrior(m, s, (1, 2, 4), "tiny")
+    op = Matrix(A)
+    t, t_prev, zeta = 400, 350, 0.7
+    x = exact_posterior_xt(post, s, t, 6, torch.Generator().manual_seed(4)).reshape(-1, 1, 2, 4)
+    yy = y.expand(len(x), -1)
+    implied = dps_score(prior, op, yy, x, t, t_prev, zeta, clamp=False)
+    alpha = float(s.alpha_bar[t] / s.alpha_bar[t_prev])
+    from_score = (x + (1 - alpha) * implied) / math.sqrt(alpha)
+    xg = x.detach().requires_grad_(True)
+    x0_hat = prior.x0(xg, t)
+    g, _ = measurement_grad(xg, x0_hat, op, yy, clamp=False)
+    mu, _ = s.reverse_mean_std(x, x0_hat.detach(), t, t_prev)
+    torch.testing.assert_close(from_score, mu - zeta * g, rtol=1e-9, atol=1e-9)
+
+
+def test_timesteps_follow_the_schedule_length():
+    """Regression: the analysis hard-coded T = 1000 (t = 50 .. 1000)."""
+    from dmap.analysis.run import timesteps
+
+    assert timesteps(1000) == list(range(49, 1000, 50))
+    assert timesteps(200) == list(range(9, 200, 10))
+    assert timesteps(30, 3) == [9, 19, 29]
+
+
+def test_analyze_runs_on_a_prior_with_another_schedule_length():
+    from dmap.analysis.run import analyze
+    from dmap.operators import Task
+
+    m, A, y, x0, _ = problem(2)
+    prior = GMMPrior(m, Schedule.linear(T=100), (1, 2, 4), "tiny")
+    task = Task("matrix", Matrix(A), 0.1)
+    result, _ = analyze(
+        prior, task, x0.reshape(1, 1, 2, 4).float(), y.reshape(1, -1).float(), methods=("dps",), n_mean=8, n_samples=2, nfe=10
+    )
+    assert result["timesteps"] == list(range(5, 101, 5)) and result["exact_reference"]
+    assert all(math.isfinite(e["mean"]) for e in result["score_error"]["dps"])

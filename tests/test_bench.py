@@ -11,10 +11,24 @@ import dmap.data
 from dmap.bench import BenchConfig, BenchError, parse_method, read_store, run_bench, split_specs
 from dmap.cli import main
 
-CONFIG = BenchConfig("gmm-mnist", ("sr4", "inpaint-box"), ("dps", "dmap[inner_steps=2]"), images=5, nfe=(12, 24),
-                     batch_size=2)
-ARGV = ["bench", "--prior", "gmm-mnist", "--tasks", "sr4", "--methods", "dps,dsg", "--images", "6", "--nfe", "40",
-        "--batch-size", "1", "--threads", "1"]
+CONFIG = BenchConfig("gmm-mnist", ("sr4", "inpaint-box"), ("dps", "dmap[inner_steps=2]"), images=5, nfe=(12, 24), batch_size=2)
+ARGV = [
+    "bench",
+    "--prior",
+    "gmm-mnist",
+    "--tasks",
+    "sr4",
+    "--methods",
+    "dps,dsg",
+    "--images",
+    "6",
+    "--nfe",
+    "40",
+    "--batch-size",
+    "1",
+    "--threads",
+    "1",
+]
 
 
 def by_key(rows):
@@ -36,8 +50,11 @@ def test_report_files_agree_with_the_store(reference):
     assert json.loads((out / "summary.json").read_text()) == summary
     assert len(summary) == 8
     for cell in summary:
-        sel = [r["psnr"] for r in rows if (r["task"], r["method"], r["nfe_budget"]) ==
-               (cell["task"], cell["method"], cell["nfe_budget"])]
+        sel = [
+            r["psnr"]
+            for r in rows
+            if (r["task"], r["method"], r["nfe_budget"]) == (cell["task"], cell["method"], cell["nfe_budget"])
+        ]
         assert cell["n_images"] == 5 and cell["psnr_mean"] == pytest.approx(np.mean(sel), abs=1e-12)
         assert cell["psnr_se"] == pytest.approx(np.std(sel, ddof=1) / np.sqrt(5), abs=1e-12)
         for key in ("prior", "nfe", "ssim_mean", "seconds_per_image", "peak_mem_mb"):
@@ -108,25 +125,43 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path):
 def test_mismatched_rerun_is_refused(reference, tmp_path, capsys):
     out, _ = reference
     before = (out / "results.jsonl").read_text()
-    argv = ["bench", "--prior", "gmm-mnist", "--tasks", "sr4,inpaint-box", "--methods", "dps,dmap[inner_steps=2]",
-            "--images", "6", "--nfe", "12,24", "--batch-size", "2", "--out", str(out)]
+    argv = [
+        "bench",
+        "--prior",
+        "gmm-mnist",
+        "--tasks",
+        "sr4,inpaint-box",
+        "--methods",
+        "dps,dmap[inner_steps=2]",
+        "--images",
+        "6",
+        "--nfe",
+        "12,24",
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "other settings" in err and "image_ids" in err
     assert (out / "results.jsonl").read_text() == before
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--tasks", "sr5", "--methods", "dps"], "unknown task"),
-    (["--tasks", "sr4", "--methods", "dps,ddrm"], "unknown method"),
-    (["--tasks", "sr4", "--methods", "dps[steps=3]"], "steps follow from the budget"),
-    (["--tasks", "sr4", "--methods", "dps[step_size]"], "not key=value"),
-    (["--tasks", "sr4", "--methods", "dps[cse=x.safetensors]"], "takes no conditional score estimator"),
-    (["--tasks", "sr4", "--methods", "dps[frob=1]"], "unknown setting(s) frob"),
-    (["--tasks", "sr4", "--methods", "dps", "--nfe", "10,x"], "integers"),
-    (["--tasks", "sr4", "--methods", "dps,dps"], "listed twice"),
-    (["--tasks", "phase-retrieval", "--methods", "cse"], "linear task"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--tasks", "sr5", "--methods", "dps"], "unknown task"),
+        (["--tasks", "sr4", "--methods", "dps,ddrm"], "unknown method"),
+        (["--tasks", "sr4", "--methods", "dps[steps=3]"], "steps follow from the budget"),
+        (["--tasks", "sr4", "--methods", "dps[step_size]"], "not key=value"),
+        (["--tasks", "sr4", "--methods", "dps[cse=x.safetensors]"], "takes no conditional score estimator"),
+        (["--tasks", "sr4", "--methods", "dps[frob=1]"], "unknown setting(s) frob"),
+        (["--tasks", "sr4", "--methods", "dps", "--nfe", "10,x"], "integers"),
+        (["--tasks", "sr4", "--methods", "dps,dps"], "listed twice"),
+        (["--tasks", "phase-retrieval", "--methods", "cse"], "linear task"),
+    ],
+)
 def test_bad_bench_input_exits_2_and_writes_nothing(argv, message, tmp_path, capsys):
     assert main(["bench", "--prior", "gmm-mnist", "--images", "2", "--out", str(tmp_path / "o")] + argv) == 2
     err = capsys.readouterr().err
@@ -136,7 +171,10 @@ def test_bad_bench_input_exits_2_and_writes_nothing(argv, message, tmp_path, cap
 
 def test_method_specs():
     assert split_specs("dps,dmap[step_size=2,inner_steps=5],dps+cse[guide=cse]") == [
-        "dps", "dmap[step_size=2,inner_steps=5]", "dps+cse[guide=cse]"]
+        "dps",
+        "dmap[step_size=2,inner_steps=5]",
+        "dps+cse[guide=cse]",
+    ]
     assert parse_method("dmap[step_size=2,inner_steps=5]") == ("dmap", {"step_size": 2, "inner_steps": 5}, None)
     assert parse_method("dps+cse[guide=cse,cse=a.safetensors]") == ("dps+cse", {"guide": "cse"}, "a.safetensors")
     with pytest.raises(BenchError, match="one pair of brackets"):
@@ -153,8 +191,22 @@ def test_tune_reads_train_digits_only_and_writes_a_preset_file(tmp_path, capsys,
 
     monkeypatch.setattr(dmap.data, "mnist", spy)
     presets = tmp_path / "presets.json"
-    argv = ["tune", "--prior", "gmm-mnist", "--task", "sr4", "--method", "dmap", "--images", "2", "--nfe", "9",
-            "--out", str(presets), "--json"]
+    argv = [
+        "tune",
+        "--prior",
+        "gmm-mnist",
+        "--task",
+        "sr4",
+        "--method",
+        "dmap",
+        "--images",
+        "2",
+        "--nfe",
+        "9",
+        "--out",
+        str(presets),
+        "--json",
+    ]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert splits and set(splits) == {"train"}
@@ -165,7 +217,27 @@ def test_tune_reads_train_digits_only_and_writes_a_preset_file(tmp_path, capsys,
     assert "dmap tune --prior gmm-mnist --task sr4 --method dmap" in written["notes"]["gmm-mnist/sr4/dmap"]
     # bench picks the preset file up
     out = tmp_path / "b"
-    assert main(["bench", "--prior", "gmm-mnist", "--tasks", "sr4", "--methods", "dmap", "--images", "1",
-                 "--nfe", "9", "--presets", str(presets), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--prior",
+                "gmm-mnist",
+                "--tasks",
+                "sr4",
+                "--methods",
+                "dmap",
+                "--images",
+                "1",
+                "--nfe",
+                "9",
+                "--presets",
+                str(presets),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     cell = json.loads((out / "manifest.json").read_text())["cells"][0]
     assert cell["options"]["step_size"] == result["chosen"]["step_size"]

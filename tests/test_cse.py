@@ -1,21 +1,23 @@
 import pytest
 import torch
 
-from dmap import load_prior
+from dmap import METHODS, load_prior, resolve_options, solve
 from dmap.cse import CSE, AdapterMeta, adapter_for, condition, find_cse, load_cse
 from dmap.data import mnist
 from dmap.operators import TASKS, make_task
 from dmap.priors.unet import UNet, UNetPrior
 from dmap.rng import sample_generators, seeded
 from dmap.schedule import Schedule
-from dmap import METHODS, resolve_options, solve
 from dmap.train import MNIST_ARCHITECTURE, train_cse
 
 TINY = MNIST_ARCHITECTURE.replace(channels=8, groups=4)
 LINEAR = [name for name in TASKS if make_task(name, (1, 32, 32), generator=seeded(0)).operator.linear]
 CSE_METHODS = [m for m in METHODS if METHODS[m].uses_cse]
-OPTIONS = {"cse": {"steps": 6}, "dps+cse": {"steps": 6, "step_size": 0.05},
-           "dmap+cse": {"steps": 4, "step_size": 0.05, "inner_steps": 2}}
+OPTIONS = {
+    "cse": {"steps": 6},
+    "dps+cse": {"steps": 6, "step_size": 0.05},
+    "dmap+cse": {"steps": 4, "step_size": 0.05, "inner_steps": 2},
+}
 
 
 def fresh_cse(prior: UNetPrior, task: str = "sr4") -> CSE:
@@ -42,8 +44,19 @@ def data():
 def trained(data, tmp_path_factory):
     """An adapter on the shipped prior, trained for 30 steps on 16 digits for sr4."""
     prior = load_prior("mnist")
-    path = train_cse(prior, "sr4", data, list(range(16)), tmp_path_factory.mktemp("cse") / "a.safetensors", steps=30, batch_size=16,
-                     lr=1e-3, warmup=5, ema_decay=0.0, checkpoint_every=100)
+    path = train_cse(
+        prior,
+        "sr4",
+        data,
+        list(range(16)),
+        tmp_path_factory.mktemp("cse") / "a.safetensors",
+        steps=30,
+        batch_size=16,
+        lr=1e-3,
+        warmup=5,
+        ema_decay=0.0,
+        checkpoint_every=100,
+    )
     return prior, path
 
 
@@ -84,7 +97,7 @@ def test_training_lowers_the_loss_and_records_its_images(trained, data):
     before = fixed_batch_loss(prior, fresh_cse(prior), data)
     after = fixed_batch_loss(prior, cse, data)
     assert after < 0.9 * before
-    assert cse.meta.images['indices'] == list(range(16)) and cse.meta.images['n'] == 16
+    assert cse.meta.images["indices"] == list(range(16)) and cse.meta.images["n"] == 16
     assert cse.meta.prior_fingerprint == prior.fingerprint()
 
 
@@ -165,8 +178,12 @@ def test_cse_methods_batch_equals_loop_and_count_evaluations(method, trained, da
     finally:
         del prior.net.forward
     assert calls["n"] == 3 * resolve_options(method, "mnist", "sr4", **OPTIONS[method]).nfe()
-    single = torch.cat([solve(method, prior, task, y[i : i + 1], cse=cse, generator=sample_generators(5, 1, offset=i),
-                              **OPTIONS[method]) for i in range(3)])
+    single = torch.cat(
+        [
+            solve(method, prior, task, y[i : i + 1], cse=cse, generator=sample_generators(5, 1, offset=i), **OPTIONS[method])
+            for i in range(3)
+        ]
+    )
     torch.testing.assert_close(batch, single, rtol=1e-4, atol=5e-5)
     assert batch.shape == (3, 1, 32, 32) and batch.abs().max() <= 1
 
@@ -184,3 +201,26 @@ def test_presets_start_from_the_base_method():
     assert opts.steps == 500 and opts.guide == "prior"
     with pytest.raises(ValueError, match="guide must be one of prior, cse"):
         resolve_options("dps+cse", "mnist", "sr4", guide="both")
+
+
+def test_an_adapter_serves_only_its_noise_level(trained, data):
+    """Regression: an adapter trained at sigma_y = 0.05 was used silently at 0.2."""
+    prior, path = trained
+    with pytest.raises(ValueError, match="trained at sigma_y = 0.05, not 0.2"):
+        load_cse(prior, path, "sr4", sigma_y=0.2)
+    cse = load_cse(prior, path, "sr4", sigma_y=0.05)
+    task = make_task("sr4", prior.shape, sigma_y=0.2)
+    y = task.simulate(data[:1], seeded(0))
+    with pytest.raises(ValueError, match="trained at sigma_y = 0.05"):
+        solve("dps+cse", prior, task, y, cse=cse, steps=2)
+
+
+def test_training_and_loading_leave_the_callers_prior_alone(data, tmp_path):
+    """Regression: train_cse and load_cse switched off requires_grad on the caller's prior."""
+    prior = tiny_prior()
+    assert all(p.requires_grad for p in prior.parameters())
+    path = train_cse(prior, "sr4", data[:4], [0, 1, 2, 3], tmp_path / "a.safetensors", steps=1, batch_size=2)
+    assert all(p.requires_grad for p in prior.parameters())
+    cse = load_cse(prior, path)
+    assert all(p.requires_grad for p in prior.parameters()) and prior.training
+    assert not any(p.requires_grad for p in cse.parameters()) and not cse.training

@@ -5,7 +5,7 @@ import torch
 
 from conftest import dense_log_normal, random_mixture
 from dmap.operators.base import LinearOperator
-from dmap.priors.gmm import GaussianMixture, GMMPrior
+from dmap.priors.gmm import GMMPrior
 from dmap.schedule import Schedule
 from dmap.solvers import DPSOptions, solve_dps
 
@@ -71,6 +71,7 @@ class Matrix(LinearOperator):
         return x.reshape(x.shape[0], -1) @ self.M.T.to(x)
 
 
+@pytest.mark.slow
 def test_reverse_process_with_exact_conditional_score_samples_the_posterior():
     """1000 ancestral steps driven by the exact score of p_t(x_t | y) (a GMM prior whose
     mixture is the posterior) must reproduce the exact posterior mean and variance.
@@ -78,13 +79,18 @@ def test_reverse_process_with_exact_conditional_score_samples_the_posterior():
     m = random_mixture(d=8, K=3, r=3, seed=9, scale=0.3)
     g = torch.Generator().manual_seed(10)
     A = torch.randn(4, 8, dtype=torch.float64, generator=g)
-    y = (A @ m.sample(1, generator=g)[0] + 0.1 * torch.randn(4, generator=g, dtype=torch.float64))
+    y = A @ m.sample(1, generator=g)[0] + 0.1 * torch.randn(4, generator=g, dtype=torch.float64)
     post = m.condition(A, 0.1).at(y)
     conditional = GMMPrior(post, Schedule.linear(), (1, 2, 4), "posterior")
     n = 4000
     op = Matrix(A, (1, 2, 4))
-    x = solve_dps(conditional, op, y.expand(n, 4).clone(), DPSOptions(steps=1000, step_size=0.0, clamp=False),
-                  generator=torch.Generator().manual_seed(11))
+    x = solve_dps(
+        conditional,
+        op,
+        y.expand(n, 4).clone(),
+        DPSOptions(steps=1000, step_size=0.0, clamp=False),
+        generator=torch.Generator().manual_seed(11),
+    )
     x = x.reshape(n, -1)
     # the solver clamps its output to [-1, 1]: this posterior lies well inside
     assert (post.sample(20000, torch.Generator().manual_seed(0)).abs() < 1).all()
@@ -100,7 +106,20 @@ def test_gmm_mnist(gmm_prior):
     x = torch.zeros(2, 1, 32, 32)
     eps = gmm_prior.eps(x, torch.tensor([10, 900]))
     assert eps.shape == x.shape and eps.dtype == torch.float32 and torch.isfinite(eps).all()
-    torch.testing.assert_close(gmm_prior.score(x, 500), gmm_prior.schedule.eps_to_score(gmm_prior.eps(x, 500), 500))
+
+
+@pytest.mark.parametrize("t", [0, 300, 999])
+def test_prior_eps_is_the_gaussian_closed_form(t):
+    """One Gaussian N(mu, Sigma): x_t ~ N(sqrt(ab) mu, ab Sigma + (1 - ab) I), so
+    eps(x_t) = sqrt(1 - ab) (ab Sigma + (1 - ab) I)^-1 (x_t - sqrt(ab) mu), by dense algebra."""
+    m = random_mixture(d=8, K=1, r=3, seed=9)
+    prior = GMMPrior(m, Schedule.linear(), (1, 2, 4), "one")
+    x = torch.randn(5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    ab = float(prior.schedule.alpha_bar[t])
+    cov = ab * m.covariances()[0] + (1 - ab) * torch.eye(8, dtype=torch.float64)
+    expected = (1 - ab) ** 0.5 * torch.linalg.solve(cov, (x - ab**0.5 * m.means[0]).T).T
+    got = prior.eps(x.reshape(5, 1, 2, 4), t).reshape(5, 8)
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
 
 
 def test_unconditional_sampler_reproduces_the_mixture():

@@ -43,6 +43,7 @@ def test_frechet_distance_of_gaussians():
     assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
 
 
+@pytest.mark.slow
 def test_shipped_classifier_accuracy_and_fd():
     from dmap.classifier import predict
     from dmap.data import mnist
@@ -54,3 +55,17 @@ def test_shipped_classifier_accuracy_and_fd():
     noisy = (x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
     # real digits against real digits are far closer than noisy digits against real ones
     assert fd_mnist(train, x) < 0.2 * fd_mnist(noisy, x)
+
+
+def test_ssim_matches_scikit_image():
+    """Reference values from scikit-image 0.26 (computed once, stored here):
+    ``structural_similarity(u, v, gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1.0)`` on these [0, 1] images."""
+    i, j = torch.meshgrid(torch.arange(32.0, dtype=torch.float64), torch.arange(32.0, dtype=torch.float64), indexing="ij")
+    a = 0.5 + 0.4 * torch.sin(i / 3.0) * torch.cos(j / 5.0)
+    b = (a + 0.15 * torch.sin(i * j / 7.0)).clamp(0, 1)
+    c = (0.3 + 0.5 * torch.cos((i + 2 * j) / 4.0)).clamp(0, 1)
+    reference = {(0, 1): 0.6393461086558557, (0, 2): 0.0071233257500670265, (1, 2): 0.01376561943336154}
+    imgs = [v.reshape(1, 1, 32, 32) * 2 - 1 for v in (a, b, c)]  # to [-1, 1]
+    for (p, q), value in reference.items():
+        assert float(ssim(imgs[p], imgs[q])) == pytest.approx(value, abs=1e-9)

@@ -135,10 +135,13 @@ def test_motion_kernel():
     assert torch.equal(k, motion_kernel(9, 0.5, torch.Generator().manual_seed(0)))
 
 
-@pytest.mark.parametrize("name, shape, message", [
-    ("sr4", (1, 30, 30), "divisible by 4"),
-    ("nope", (1, 32, 32), "unknown task"),
-])
+@pytest.mark.parametrize(
+    "name, shape, message",
+    [
+        ("sr4", (1, 30, 30), "divisible by 4"),
+        ("nope", (1, 32, 32), "unknown task"),
+    ],
+)
 def test_bad_settings(name, shape, message):
     with pytest.raises(ValueError, match=message):
         build(name, shape)

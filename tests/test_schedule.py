@@ -86,3 +86,47 @@ def test_q_sample_statistics():
     ab = float(s.alpha_bar[300])
     assert float(xt.mean()) == pytest.approx(0.5 * math.sqrt(ab), abs=4 * math.sqrt((1 - ab) / 20000))
     assert float(xt.var()) == pytest.approx(1 - ab, rel=0.05)
+
+
+def test_a_cosine_prior_reloads_with_its_schedule(tmp_path):
+    """Regression: the prior description recorded "linear" whatever was trained."""
+    from dmap.data import mnist
+    from dmap.priors.unet import load_unet_prior
+    from dmap.train import MNIST_ARCHITECTURE, train_prior
+
+    data = mnist("train")[0][:8]
+    arch = MNIST_ARCHITECTURE.replace(channels=8, groups=4)
+    weights = train_prior(data, tmp_path, name="c", architecture=arch, steps=1, batch_size=4, warmup=1, schedule=Schedule.cosine())
+    prior = load_unet_prior(weights)
+    assert prior.schedule.config.kind == "cosine"
+    assert float(prior.schedule.alpha_bar[499]) == pytest.approx(0.4938435904406382, rel=1e-12)
+
+
+def test_schedule_config_round_trip_and_refusals():
+    from dmap.config import ConfigError
+    from dmap.schedule import ScheduleConfig
+
+    for s in (Schedule.linear(T=200, beta_end=0.03), Schedule.cosine(T=50)):
+        again = Schedule(ScheduleConfig.from_dict(s.config.to_dict()))
+        assert torch.equal(again.alpha_bar, s.alpha_bar)
+    with pytest.raises(ConfigError, match="unknown setting.*kind2"):
+        ScheduleConfig.from_dict({"kind2": "linear"})
+    with pytest.raises(ValueError, match="unknown schedule kind 'sigmoid'"):
+        ScheduleConfig.from_dict({"kind": "sigmoid"})
+
+
+def test_coefficients_are_computed_in_float64_before_the_cast():
+    """Regression: near t = 0, sqrt(1 - ab_t) computed after a float32 cast of ab_t has a
+    relative error of ~1e-4 (1 - ab_0 = 1e-4); computed in float64 it is exact to float32."""
+    s = Schedule.linear()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(64, 1, 4, 4, generator=g, dtype=torch.float64)
+    eps = torch.randn(64, 1, 4, 4, generator=g, dtype=torch.float64)
+    t = torch.zeros(64, dtype=torch.int64)
+    xt = s.q_sample(x0, t, eps)
+    got = s.x0_to_eps(xt.float(), x0.float(), t).double()
+    exact = s.x0_to_eps(xt.float().double(), x0.float().double(), t)
+    # what remains is the float32 rounding of x_t and x0, amplified by 1 / sqrt(1 - ab_0) = 100
+    assert float((got - exact).abs().max()) < 2e-4
+    coef = s.coef(0, torch.zeros(1, dtype=torch.float32), lambda a: (1 - a).sqrt())
+    assert float(coef) == float(torch.tensor(1e-4, dtype=torch.float64).sqrt().float())

@@ -7,8 +7,8 @@ from safetensors.torch import load_file
 from dmap.cli import main
 from dmap.data import mnist
 from dmap.priors.unet import UNet, UNetConfig, load_unet_prior
-from dmap.utils import WeightsError
 from dmap.train import MNIST_ARCHITECTURE, train_prior
+from dmap.utils import WeightsError
 
 TINY = MNIST_ARCHITECTURE.replace(channels=8, groups=4)
 
@@ -82,8 +82,20 @@ def test_cli_refuses_corrupt_weights_with_exit_2(data, tmp_path, capsys):
     save_image(tmp_path / "d.png", save)
     # a prior trained with dmap train loads by path (sampling: a 1-step prior cannot restore)
     assert main(["sample", "--prior", str(weights), "-n", "2", "--steps", "2", "--out", str(tmp_path / "s.png")]) == 0
-    argv = ["restore", str(tmp_path / "d.png"), "--task", "sr4", "--method", "dps", "--steps", "2",
-            "--prior", str(weights), "--out", str(tmp_path / "out2")]
+    argv = [
+        "restore",
+        str(tmp_path / "d.png"),
+        "--task",
+        "sr4",
+        "--method",
+        "dps",
+        "--steps",
+        "2",
+        "--prior",
+        str(weights),
+        "--out",
+        str(tmp_path / "out2"),
+    ]
     weights.write_bytes(weights.read_bytes()[:100])
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -15,5 +15,16 @@ from dmap.shipped import DEFAULT_PRIOR, PRIORS, load_prior
 from dmap.solvers import METHODS
 
 __version__ = "0.2.0"
-__all__ = ["load_prior", "make_task", "solve", "run_method", "resolve_options", "load_presets", "PRIORS",
-           "DEFAULT_PRIOR", "TASKS", "METHODS", "__version__"]
+__all__ = [
+    "load_prior",
+    "make_task",
+    "solve",
+    "run_method",
+    "resolve_options",
+    "load_presets",
+    "PRIORS",
+    "DEFAULT_PRIOR",
+    "TASKS",
+    "METHODS",
+    "__version__",
+]

@@ -17,8 +17,15 @@ from dmap.solvers.common import Callback
 
 
 def run_method(
-    method: str, prior: Prior, task: Task, y: Tensor, options: Options, *, generator: Generators = None,
-    callback: Callback = None, cse: CSE | None = None,
+    method: str,
+    prior: Prior,
+    task: Task,
+    y: Tensor,
+    options: Options,
+    *,
+    generator: Generators = None,
+    callback: Callback = None,
+    cse: CSE | None = None,
 ) -> Tensor:
     """Run ``method`` with resolved ``options`` (from :func:`dmap.presets.resolve_options`).
     Methods with a conditional score estimator take ``cse`` (default: the shipped one for
@@ -44,8 +51,16 @@ def run_method(
 
 
 def solve(
-    method: str, prior: Prior, task: Task, y: Tensor, *, generator: Generators = None, callback: Callback = None,
-    cse: CSE | None = None, presets: Table | None = None, **options: Any,
+    method: str,
+    prior: Prior,
+    task: Task,
+    y: Tensor,
+    *,
+    generator: Generators = None,
+    callback: Callback = None,
+    cse: CSE | None = None,
+    presets: Table | None = None,
+    **options: Any,
 ) -> Tensor:
     """Restore ``x`` from ``y = A(x) + n`` with ``method`` on ``prior``; returns ``x0`` in
     [-1, 1], ``[B, C, H, W]``.  Options not given (``steps=``, ``step_size=``, ...) come

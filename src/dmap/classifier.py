@@ -22,9 +22,18 @@ class DigitNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.convs = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.BatchNorm2d(128),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
         )
         self.features = nn.Sequential(nn.Flatten(), nn.Linear(128, FEATURES), nn.ReLU())
         self.head = nn.Linear(FEATURES, 10)
@@ -37,8 +46,9 @@ class DigitNet(nn.Module):
         return self.head(self.embed(x))
 
 
-def train_classifier(x: Tensor, labels: Tensor, *, epochs: int = 16, batch_size: int = 128, lr: float = 3e-3,
-                     seed: int = 0) -> DigitNet:
+def train_classifier(
+    x: Tensor, labels: Tensor, *, epochs: int = 16, batch_size: int = 128, lr: float = 3e-3, seed: int = 0
+) -> DigitNet:
     """Train :class:`DigitNet` with random shifts of up to 2 px (Adam, cosine decay)."""
     net = seeded_init(seed, DigitNet)
     gen = torch.Generator().manual_seed(seed)

@@ -40,8 +40,11 @@ class Config:
         values = {}
         for name, value in data.items():
             values[name] = _typed(hints.get(name), value, f"{what}: {name}")
-        missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
+        missing = [
+            n
+            for n, f in fields.items()
+            if n not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
         if missing:
             raise ConfigError(f"{what}: missing setting(s) {', '.join(missing)}")
         return cls(**values)

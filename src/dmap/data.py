@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -14,7 +14,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 TRAIN_FRACTION = 0.9
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mnist_raw() -> tuple[np.ndarray, np.ndarray]:
     with resources.files("dmap.assets").joinpath("mnist.npz").open("rb") as f:
         data = np.load(f)

@@ -11,8 +11,13 @@ from dmap.data import to_uint8
 
 
 def grid(
-    rows: Sequence[Sequence[Tensor]], path: str | Path, *, row_labels: Sequence[str] = (),
-    col_labels: Sequence[str] = (), cell: int = 64, pad: int = 2,
+    rows: Sequence[Sequence[Tensor]],
+    path: str | Path,
+    *,
+    row_labels: Sequence[str] = (),
+    col_labels: Sequence[str] = (),
+    cell: int = 64,
+    pad: int = 2,
 ) -> None:
     """Save a grid of images (each ``[C, H, W]`` in [-1, 1], any size: nearest-neighbour
     scaled to ``cell`` pixels) with optional labels left of the rows and above the columns."""
@@ -59,8 +64,14 @@ def _save(fig, path: str | Path) -> None:
 
 
 def line_plot(
-    series: dict[str, tuple[Sequence[float], Sequence[float]]], path: str | Path, *, title: str = "",
-    xlabel: str = "", ylabel: str = "", log_x: bool = False, log_y: bool = False,
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | Path,
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    log_x: bool = False,
+    log_y: bool = False,
     size: tuple[float, float] = (6.4, 4.0),
 ) -> None:
     """Lines with markers, one per ``series`` entry (name -> ``(xs, ys)``), with a legend;
@@ -81,8 +92,14 @@ def line_plot(
     _save(fig, path)
 
 
-def bar_chart(values: dict[str, float] | dict[str, dict[str, float]], path: str | Path, *, title: str = "",
-              ylabel: str = "", size: tuple[float, float] | None = None) -> None:
+def bar_chart(
+    values: dict[str, float] | dict[str, dict[str, float]],
+    path: str | Path,
+    *,
+    title: str = "",
+    ylabel: str = "",
+    size: tuple[float, float] | None = None,
+) -> None:
     """Bars with their values printed on them: ``values`` maps a name to a value, or a
     group name to ``{series: value}`` (grouped bars, one colour per series, a legend)."""
     import numpy as np

@@ -10,7 +10,7 @@ cse methods start from dps / dmap), its own preset, then what the caller overrid
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ def read_preset_file(path: str | Path) -> dict:
     return data
 
 
-@lru_cache(maxsize=None)
+@cache
 def _shipped() -> str:
     with resources.files("dmap").joinpath("presets.json").open() as f:
         return f.read()
@@ -78,8 +78,7 @@ def load_presets(path: str | Path | None = None) -> Table:
     return table
 
 
-def resolve_options(method: str, prior: str, task: str, *, presets: Table | None = None,
-                    **overrides: Any) -> Options:
+def resolve_options(method: str, prior: str, task: str, *, presets: Table | None = None, **overrides: Any) -> Options:
     """The options of ``method`` for a run on (``prior``, ``task``): defaults, then the
     presets (default: the shipped ones), then ``overrides`` (those not None).  Raises
     ``ValueError`` naming an unknown option or a bad value."""
@@ -106,5 +105,14 @@ def write_preset(path: str | Path, prior: str, task: str, method: str, options: 
     write_json_atomic(path, data)
 
 
-__all__ = ["METHODS", "PresetError", "Table", "load_presets", "read_preset_file", "resolve_options",
-           "shipped_presets", "validate", "write_preset"]
+__all__ = [
+    "METHODS",
+    "PresetError",
+    "Table",
+    "load_presets",
+    "read_preset_file",
+    "resolve_options",
+    "shipped_presets",
+    "validate",
+    "write_preset",
+]

@@ -136,9 +136,7 @@ class Schedule:
 
     # --- reverse steps -------------------------------------------------------------
 
-    def reverse_mean_std(
-        self, x_t: Tensor, x0_hat: Tensor, t: int, t_prev: int, eta: float = 1.0
-    ) -> tuple[Tensor, Tensor]:
+    def reverse_mean_std(self, x_t: Tensor, x0_hat: Tensor, t: int, t_prev: int, eta: float = 1.0) -> tuple[Tensor, Tensor]:
         """Mean and std of the DDIM(eta) transition ``p(x_{t_prev} | x_t)``.
 
         ``sigma = eta * sqrt((1 - ab_prev) / (1 - ab_t)) * sqrt(1 - ab_t / ab_prev)``,

@@ -99,6 +99,5 @@ def tuning_problem(prior: Prior, task_name: str, n: int, sigma_y: float | None =
     from dmap.rng import sample_generators, seeded
 
     x = train_images(n)
-    task = make_task(task_name, prior.shape, sigma_y=DEFAULT_SIGMA_Y if sigma_y is None else sigma_y,
-                     generator=seeded(TASK_SEED))
+    task = make_task(task_name, prior.shape, sigma_y=DEFAULT_SIGMA_Y if sigma_y is None else sigma_y, generator=seeded(TASK_SEED))
     return task, x, task.simulate(x, generator=sample_generators(TASK_SEED + 1, n))

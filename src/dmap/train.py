@@ -25,8 +25,23 @@ from dmap.utils import atomic_path, frozen, save_safetensors, seeded_init, short
 CHECKPOINT = "checkpoint.pt"
 
 # the shipped `mnist` prior: 1.1 M parameters, 2x2 pixel folding, attention at 4 x 4
-MNIST_ARCHITECTURE = UNetConfig(in_channels=1, channels=32, mults=(1, 2, 2), res_blocks=1, attention=(4,), size=32,
-                                groups=8, dropout=0.0, patch=2)
+MNIST_ARCHITECTURE = UNetConfig(
+    in_channels=1, channels=32, mults=(1, 2, 2), res_blocks=1, attention=(4,), size=32, groups=8, dropout=0.0, patch=2
+)
+
+
+def _resume(path: Path, config: dict, parts: dict, gen: torch.Generator) -> int:
+    """Load the checkpoint at ``path`` into ``parts`` (model, EMA, optimizer) and ``gen``;
+    returns its step (0 without a checkpoint).  Refused if it has another ``config``."""
+    if not path.exists():
+        return 0
+    ckpt = torch.load(path, weights_only=True)
+    if json.loads(ckpt["config"]) != config:
+        raise ValueError(f"{path} belongs to another configuration; use another --out or delete it")
+    for key, part in parts.items():
+        part.load_state_dict(ckpt[key])
+    gen.set_state(ckpt["generator"])
+    return int(ckpt["step"])
 
 
 def _fit(
@@ -53,18 +68,9 @@ def _fit(
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)
-    step = 0
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=True)
-        if json.loads(ckpt["config"]) != config:
-            raise ValueError(f"{ckpt_path} belongs to another configuration; use another --out or delete it")
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["optimizer"])
-        gen.set_state(ckpt["generator"])
-        step = int(ckpt["step"])
-
+    parts = {"model": model, "ema": ema, "optimizer": opt}
+    step = _resume(ckpt_path, config, parts, gen)
     model.train()
     # the loss log restarts from the checkpoint: rows past it are dropped
     log_path = out / "loss.csv"
@@ -91,9 +97,15 @@ def _fit(
         if step % checkpoint_every == 0 or step == steps:
             log.flush()
             with atomic_path(ckpt_path) as tmp:
-                torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                            "generator": gen.get_state(), "step": torch.tensor(step),
-                            "config": json.dumps(config)}, tmp)
+                torch.save(
+                    {
+                        **{k: v.state_dict() for k, v in parts.items()},
+                        "generator": gen.get_state(),
+                        "step": torch.tensor(step),
+                        "config": json.dumps(config),
+                    },
+                    tmp,
+                )
     log.close()
     return ema.eval()
 
@@ -134,15 +146,31 @@ def train_prior(
     out = Path(out)
     schedule = schedule or Schedule.linear()
     arch = architecture.replace(in_channels=data.shape[1], size=data.shape[2])
-    config = PriorConfig(name, arch, schedule.config, {"n": len(data), "sha256_16": short_sha256(data)},
-                         {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed})
+    config = PriorConfig(
+        name,
+        arch,
+        schedule.config,
+        {"n": len(data), "sha256_16": short_sha256(data)},
+        {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed},
+    )
 
     def batch_loss(net: torch.nn.Module, gen: torch.Generator) -> Tensor:
         _, t, noise, x_t = _noised(data, schedule, batch_size, gen)
         return ((net(x_t, t) - noise) ** 2).mean()
 
-    ema = _fit(seeded_init(seed, lambda: UNet(arch)), batch_loss, out, config.to_dict(), steps=steps, lr=lr,
-               warmup=warmup, ema_decay=ema_decay, seed=seed, checkpoint_every=checkpoint_every, progress=progress)
+    ema = _fit(
+        seeded_init(seed, lambda: UNet(arch)),
+        batch_loss,
+        out,
+        config.to_dict(),
+        steps=steps,
+        lr=lr,
+        warmup=warmup,
+        ema_decay=ema_decay,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+    )
     weights = out / f"{name}.safetensors"
     save_safetensors(weights, ema.state_dict(), metadata={"steps": str(steps)})
     write_json_atomic(weights.with_suffix(".json"), config.replace(training={**config.training, "steps": steps}).to_dict())
@@ -183,9 +211,14 @@ def train_cse(
         raise ValueError(f"{out}: the adapter file must end in .safetensors")
     schedule = prior.schedule
     make_task(task, prior.shape, sigma_y=sigma_y)  # validates the task name before any work
-    meta = AdapterMeta(task, prior.name, prior.fingerprint(), sigma_y,
-                       {"n": len(data), "indices": [int(i) for i in indices], "sha256_16": short_sha256(data)},
-                       {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed})
+    meta = AdapterMeta(
+        task,
+        prior.name,
+        prior.fingerprint(),
+        sigma_y,
+        {"n": len(data), "indices": [int(i) for i in indices], "sha256_16": short_sha256(data)},
+        {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed},
+    )
 
     def batch_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
         x0, t, noise, x_t = _noised(data, schedule, batch_size, gen)
@@ -194,7 +227,17 @@ def train_cse(
         return ((prior.net(x_t, t, adapter(x_t, t, cond)) - noise) ** 2).mean()
 
     with frozen(prior):  # only the adapter learns; the caller's prior is left as it was
-        ema = _fit(seeded_init(seed, lambda: adapter_for(prior)), batch_loss, out.with_suffix(".run"),
-                   meta.to_dict(), steps=steps, lr=lr, warmup=warmup, ema_decay=ema_decay, seed=seed,
-                   checkpoint_every=checkpoint_every, progress=progress)
+        ema = _fit(
+            seeded_init(seed, lambda: adapter_for(prior)),
+            batch_loss,
+            out.with_suffix(".run"),
+            meta.to_dict(),
+            steps=steps,
+            lr=lr,
+            warmup=warmup,
+            ema_decay=ema_decay,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            progress=progress,
+        )
     return CSE(prior, ema, meta.replace(training={**meta.training, "steps": steps})).save(out)

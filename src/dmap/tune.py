@@ -31,8 +31,7 @@ def r3(v: float) -> float:
     return float(f"{v:.3g}")
 
 
-def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: int, options: Options,
-             cse=None) -> float:
+def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: int, options: Options, cse=None) -> float:
     """Mean PSNR of ``method`` with ``options`` on ``(x, y)``; -inf if it fails (NaN, divergence)."""
     try:
         out = run_method(method, prior, task, y, options, generator=sample_generators(seed, len(x)), cse=cse)
@@ -42,8 +41,17 @@ def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: 
 
 
 def tune(
-    prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, *, nfe: int = 1000, seed: int = 0,
-    around: Options | None = None, log: Callable[[dict], None] | None = None, cse=None,
+    prior: Prior,
+    task: Task,
+    method: str,
+    x: Tensor,
+    y: Tensor,
+    *,
+    nfe: int = 1000,
+    seed: int = 0,
+    around: Options | None = None,
+    log: Callable[[dict], None] | None = None,
+    cse=None,
 ) -> tuple[Options, list[dict]]:
     """Search ``method``'s tunable option (and K for DMAP) at a budget of ``nfe`` network
     evaluations per image, maximizing the mean PSNR on ``(x, y)`` — which must be

@@ -1,8 +1,12 @@
 """The paper's diagnostics of DPS as measurements (DESIGN.md section 7)."""
 
-from dmap.analysis.scores import (
-    dps_score, exact_posterior_xt, mean_test, score_error, unconditional_score,
-)
 from dmap.analysis.diversity import diversity
+from dmap.analysis.scores import (
+    dps_score,
+    exact_posterior_xt,
+    mean_test,
+    score_error,
+    unconditional_score,
+)
 
 __all__ = ["dps_score", "exact_posterior_xt", "mean_test", "score_error", "unconditional_score", "diversity"]

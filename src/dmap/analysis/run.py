@@ -85,8 +85,14 @@ class NetworkReference:
     def posterior(self, n: int, seed: int) -> Tensor:
         y0 = self.y[:1].expand(n, *self.y.shape[1:]).contiguous()
         with torch.no_grad():
-            return solve_cse(self.cse.prior, self.task.operator, y0, Options(steps=self.steps), cse=self.cse,
-                             generator=sample_generators(seed + 3, n))
+            return solve_cse(
+                self.cse.prior,
+                self.task.operator,
+                y0,
+                Options(steps=self.steps),
+                cse=self.cse,
+                generator=sample_generators(seed + 3, n),
+            )
 
 
 def reference_for(prior: Prior, task: Task, y: Tensor) -> ExactReference | NetworkReference | None:
@@ -102,9 +108,18 @@ def reference_for(prior: Prior, task: Task, y: Tensor) -> ExactReference | Netwo
 
 
 def analyze(
-    prior: Prior, task: Task, x: Tensor, y: Tensor, *, methods: tuple[str, ...] | None = None,
-    n_mean: int = 128, n_samples: int = 16, nfe: int = 1000, seed: int = 0,
-    progress: Callable[[str], None] | None = None, cse: CSE | None = None,
+    prior: Prior,
+    task: Task,
+    x: Tensor,
+    y: Tensor,
+    *,
+    methods: tuple[str, ...] | None = None,
+    n_mean: int = 128,
+    n_samples: int = 16,
+    nfe: int = 1000,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+    cse: CSE | None = None,
     reference: ExactReference | NetworkReference | None = None,
 ) -> tuple[dict, dict[str, Tensor]]:
     """Run the three diagnostics for the pairs ``(x [N, C, H, W], y)``; the score mean and
@@ -119,18 +134,28 @@ def analyze(
     if methods is None:
         methods = ("dps", "dsg", "dmap") + (("cse", "dps+cse") if cse is not None else ())
     ref = reference or reference_for(prior, task, y)
-    dps = resolve_options("dps", prior.name, task.name)
-    zeta, stride = dps.step_size, prior.schedule.T // dps.steps
+    dps = resolve_options("dps", prior.name, task.name).for_budget(nfe)  # the DPS run analysed
+    zeta, stride = dps.step_size, max(1, prior.schedule.T // dps.steps)
     ts = timesteps(prior.schedule.T)
-    out: dict = {"prior": prior.name, "task": task.name, "sigma_y": task.sigma_y, "pairs": len(x), "seed": seed,
-                 "nfe": nfe, "dps_step_size": zeta, "timesteps": [t + 1 for t in ts],
-                 "reference": None if ref is None else ref.name,
-                 "exact_reference": isinstance(ref, ExactReference)}
+    out: dict = {
+        "prior": prior.name,
+        "task": task.name,
+        "sigma_y": task.sigma_y,
+        "pairs": len(x),
+        "seed": seed,
+        "nfe": nfe,
+        "dps_step_size": zeta,
+        "timesteps": [t + 1 for t in ts],
+        "reference": None if ref is None else ref.name,
+        "exact_reference": isinstance(ref, ExactReference),
+    }
     samples: dict[str, Tensor] = {}
 
     def estimates(xt: Tensor, t: int, yb: Tensor) -> dict[str, Tensor]:
-        est = {"unconditional": prior.score(xt, t).detach(),
-               "dps": dps_score(prior, op, yb, xt, t, max(t - stride, -1), zeta).detach()}
+        est = {
+            "unconditional": prior.score(xt, t).detach(),
+            "dps": dps_score(prior, op, yb, xt, t, max(t - stride, -1), zeta).detach(),
+        }
         if cse is not None:
             with torch.no_grad():
                 est["cse"] = cse.conditioned(op, yb).score(xt, t)
@@ -139,33 +164,47 @@ def analyze(
     if ref is not None:
         say(f"{n_mean} samples of the reference posterior")
         x0_ref = ref.posterior(n_mean, seed)
-        errors: dict[str, list] = {}
-        means: dict[str, list] = {}
-        for t in ts:
-            say(f"scores at t={t + 1}")
-            xt = prior.schedule.q_sample(x, t, torch.randn(x.shape, generator=seeded(seed, 1, t)))
-            s_ref = ref.score(xt, t, list(range(len(x))))
-            for name, s in estimates(xt, t, y).items():
-                err = score_error(s, s_ref)
-                errors.setdefault(name, []).append({"mean": float(err.mean()), "se": float(err.std() / len(err) ** 0.5)})
-            xt0 = prior.schedule.q_sample(x0_ref, t, torch.randn(x0_ref.shape, generator=seeded(seed, 2, t)))
-            ests = {"reference": ref.score(xt0, t, [0] * n_mean),
-                    **estimates(xt0, t, y[:1].expand(n_mean, *y.shape[1:]))}
-            for name, s in ests.items():
-                means.setdefault(name, []).append(mean_test(s))
-        out["score_error"] = errors
-        out["score_mean"] = means
+        out["score_error"], out["score_mean"] = _score_diagnostics(prior, ref, estimates, x, y, x0_ref, ts, seed, say)
         samples[ref.name] = x0_ref[:n_samples]
     for method in methods:
         say(f"{n_samples} samples of {method}")
         y0 = y[:1].expand(n_samples, *y.shape[1:]).contiguous()
         opts = resolve_options(method, prior.name, task.name).for_budget(nfe)
-        samples[method] = run_method(method, prior, task, y0, opts, generator=sample_generators(seed, n_samples),
-                                     cse=cse if dmap.METHODS[method].uses_cse else None)
+        samples[method] = run_method(
+            method,
+            prior,
+            task,
+            y0,
+            opts,
+            generator=sample_generators(seed, n_samples),
+            cse=cse if dmap.METHODS[method].uses_cse else None,
+        )
     post_mean = None if ref is None else ref.posterior_mean
-    out["diversity"] = {name: diversity(s.clamp(-1, 1), truth=x[:1], posterior_mean=post_mean)
-                        for name, s in samples.items()}
+    out["diversity"] = {name: diversity(s.clamp(-1, 1), truth=x[:1], posterior_mean=post_mean) for name, s in samples.items()}
     return out, samples
+
+
+def _score_diagnostics(
+    prior: Prior, ref, estimates, x: Tensor, y: Tensor, x0_ref: Tensor, ts: list[int], seed: int, say: Callable[[str], None]
+) -> tuple[dict, dict]:
+    """Finding 1 (score error of each estimate against ``ref`` over the pairs) and
+    finding 2 (mean of each score under ``p_t(x_t | y_0)``, from ``x0_ref``) per timestep."""
+    errors: dict[str, list] = {}
+    means: dict[str, list] = {}
+    n_mean = len(x0_ref)
+    for t in ts:
+        say(f"scores at t={t + 1}")
+        xt = prior.schedule.q_sample(x, t, torch.randn(x.shape, generator=seeded(seed, 1, t)))
+        s_ref = ref.score(xt, t, list(range(len(x))))
+        for name, s in estimates(xt, t, y).items():
+            err = score_error(s, s_ref)
+            se = float(err.std() / len(err) ** 0.5) if len(err) > 1 else 0.0
+            errors.setdefault(name, []).append({"mean": float(err.mean()), "se": se})
+        xt0 = prior.schedule.q_sample(x0_ref, t, torch.randn(x0_ref.shape, generator=seeded(seed, 2, t)))
+        ests = {"reference": ref.score(xt0, t, [0] * n_mean), **estimates(xt0, t, y[:1].expand(n_mean, *y.shape[1:]))}
+        for name, s in ests.items():
+            means.setdefault(name, []).append(mean_test(s))
+    return errors, means
 
 
 def analysis_figures(result: dict, samples: dict[str, Tensor], truth: Tensor, measurement: Tensor, out) -> None:
@@ -177,17 +216,29 @@ def analysis_figures(result: dict, samples: dict[str, Tensor], truth: Tensor, me
     out = Path(out)
     ts = result["timesteps"]
     if "score_error" in result:
-        line_plot({k: (ts, [e["mean"] for e in v]) for k, v in result["score_error"].items()},
-                  out / "score_error.png", title=f"Score error against the {result['reference']}, "
-                  f"{result['task']}, prior {result['prior']}", xlabel="timestep t (of 1..T)",
-                  ylabel="mean squared error per pixel ||s - s*||² / n", log_y=True)
+        line_plot(
+            {k: (ts, [e["mean"] for e in v]) for k, v in result["score_error"].items()},
+            out / "score_error.png",
+            title=f"Score error against the {result['reference']}, {result['task']}, prior {result['prior']}",
+            xlabel="timestep t (of 1..T)",
+            ylabel="mean squared error per pixel ||s - s*||² / n",
+            log_y=True,
+        )
         series = {k: (ts, [m["norm"] for m in v]) for k, v in result["score_mean"].items()}
         series["MC error"] = (ts, [m["se"] for m in result["score_mean"]["reference"]])
-        line_plot(series, out / "score_mean.png", title=f"Norm of the mean score under p_t(x_t | y) "
-                  f"(0 for a valid score), {result['task']}", xlabel="timestep t (of 1..T)",
-                  ylabel="||E[s(x_t, y)]||", log_y=True)
-    bar_chart({k: v["pixel_std"] for k, v in result["diversity"].items()}, out / "diversity.png",
-              title=f"Diversity of {len(next(iter(samples.values())))} restorations of one y, {result['task']}",
-              ylabel="mean per-pixel std ([-1, 1] units)")
+        line_plot(
+            series,
+            out / "score_mean.png",
+            title=f"Norm of the mean score under p_t(x_t | y) (0 for a valid score), {result['task']}",
+            xlabel="timestep t (of 1..T)",
+            ylabel="||E[s(x_t, y)]||",
+            log_y=True,
+        )
+    bar_chart(
+        {k: v["pixel_std"] for k, v in result["diversity"].items()},
+        out / "diversity.png",
+        title=f"Diversity of {len(next(iter(samples.values())))} restorations of one y, {result['task']}",
+        ylabel="mean per-pixel std ([-1, 1] units)",
+    )
     rows = [[truth, measurement]] + [list(s) for s in samples.values()]
     grid(rows, out / "samples.png", row_labels=["truth, y"] + list(samples), cell=40, pad=1)

@@ -19,8 +19,9 @@ from dmap.schedule import Schedule
 from dmap.solvers.common import measurement_grad
 
 
-def exact_posterior_xt(post: GaussianMixture, schedule: Schedule, t: int, n: int,
-                       generator: torch.Generator | None = None) -> Tensor:
+def exact_posterior_xt(
+    post: GaussianMixture, schedule: Schedule, t: int, n: int, generator: torch.Generator | None = None
+) -> Tensor:
     """``n`` exact samples ``[n, d]`` (float64) of ``p_t(x_t | y)``: ``x0 ~ p(x0 | y)``, then
     ``x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) e``."""
     x0 = post.sample(n, generator)
@@ -33,8 +34,9 @@ def unconditional_score(prior: Prior, x_t: Tensor, t: int) -> Tensor:
     return prior.score(x_t, t)
 
 
-def dps_score(prior: Prior, operator: Operator, y: Tensor, x_t: Tensor, t: int, t_prev: int, step_size: float,
-              clamp: bool = True) -> Tensor:
+def dps_score(
+    prior: Prior, operator: Operator, y: Tensor, x_t: Tensor, t: int, t_prev: int, step_size: float, clamp: bool = True
+) -> Tensor:
     """DPS's implied conditional score at the step ``t -> t_prev``:
     ``s(x_t) - zeta sqrt(alpha'_t) / beta'_t grad_{x_t} ||y - A(x0_hat(x_t))||``."""
     x = x_t.detach().requires_grad_(True)

@@ -37,8 +37,7 @@ def _device(device: str | None, local_rank: int) -> str:
     return device
 
 
-def _work(config: BenchConfig, out: Path, rank: int, world: int, device: str | None,
-          show_progress: bool) -> list[dict] | None:
+def _work(config: BenchConfig, out: Path, rank: int, world: int, device: str | None, show_progress: bool) -> list[dict] | None:
     """One worker's share; rank 0 then merges and reports (returns the summary)."""
     import torch.distributed as dist
 
@@ -69,16 +68,26 @@ def _work(config: BenchConfig, out: Path, rank: int, world: int, device: str | N
     write_report(bench, rows, summary)
     wall = time.perf_counter() - start
     with (out / "runs.jsonl").open("a") as f:
-        f.write(json.dumps({"workers": world, "device": str(bench.device), "threads": config.threads,
-                            "units_solved": len(todo), "wall_s": wall, "solve_s": solve_s,
-                            "overhead": (wall / solve_s - 1) if solve_s > 0 else None}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "workers": world,
+                    "device": str(bench.device),
+                    "threads": config.threads,
+                    "units_solved": len(todo),
+                    "wall_s": wall,
+                    "solve_s": solve_s,
+                    "overhead": (wall / solve_s - 1) if solve_s > 0 else None,
+                }
+            )
+            + "\n"
+        )
     if len(rows) != config.expected_rows():
         raise BenchError(f"the store holds {len(rows)} rows, {config.expected_rows()} expected")
     return summary
 
 
-def _spawned(rank: int, world: int, port: int, config: BenchConfig, out: Path, device: str | None,
-             show_progress: bool) -> None:
+def _spawned(rank: int, world: int, port: int, config: BenchConfig, out: Path, device: str | None, show_progress: bool) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
@@ -94,8 +103,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_bench(config: BenchConfig, out: str | Path, *, workers: int = 1, device: str | None = None,
-              show_progress: bool = True) -> list[dict]:
+def run_bench(
+    config: BenchConfig, out: str | Path, *, workers: int = 1, device: str | None = None, show_progress: bool = True
+) -> list[dict]:
     """Run (or finish) the benchmark ``config`` in folder ``out`` and return its summary
     cells.  ``workers > 1`` starts that many processes; under ``torchrun`` the ranks come
     from the environment (the summary is returned on rank 0, ``[]`` elsewhere).
@@ -116,10 +126,27 @@ def run_bench(config: BenchConfig, out: str | Path, *, workers: int = 1, device:
     if workers == 1:
         return _work(config, out, 0, 1, device, show_progress)
     Bench(config, out, _device(device, 0)).check_manifest(write=True)  # refuse a mismatch before starting
-    torch.multiprocessing.spawn(_spawned, args=(workers, _free_port(), config, out, device, show_progress),
-                                nprocs=workers, join=True)
+    torch.multiprocessing.spawn(
+        _spawned, args=(workers, _free_port(), config, out, device, show_progress), nprocs=workers, join=True
+    )
     return json.loads((out / "summary.json").read_text())
 
 
-__all__ = ["Bench", "BenchConfig", "BenchError", "Unit", "cells", "markdown", "mean_se", "merge_store",
-           "parse_method", "pending", "read_store", "run_bench", "run_unit", "split_specs", "units", "write_report"]
+__all__ = [
+    "Bench",
+    "BenchConfig",
+    "BenchError",
+    "Unit",
+    "cells",
+    "markdown",
+    "mean_se",
+    "merge_store",
+    "parse_method",
+    "pending",
+    "read_store",
+    "run_bench",
+    "run_unit",
+    "split_specs",
+    "units",
+    "write_report",
+]

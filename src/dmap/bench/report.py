@@ -11,8 +11,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SUMMARY_FIELDS = ["task", "method", "prior", "n_images", "nfe_budget", "nfe", "psnr_mean", "psnr_se", "ssim_mean",
-                  "seconds_per_image", "peak_mem_mb"]
+SUMMARY_FIELDS = [
+    "task",
+    "method",
+    "prior",
+    "n_images",
+    "nfe_budget",
+    "nfe",
+    "psnr_mean",
+    "psnr_se",
+    "ssim_mean",
+    "seconds_per_image",
+    "peak_mem_mb",
+]
 
 
 def mean_se(values) -> tuple[float, float]:
@@ -33,14 +44,22 @@ def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
                 if not sel:
                     continue
                 p_mean, p_se = mean_se([r["psnr"] for r in sel])
-                result.append({
-                    "task": t, "method": m, "prior": config.prior, "n_images": len(sel), "nfe_budget": n,
-                    "nfe": nfe_of[(t, m, n)], "psnr_mean": p_mean, "psnr_se": p_se,
-                    "ssim_mean": float(np.mean([r["ssim"] for r in sel])),
-                    "seconds_per_image": float(np.mean([r["seconds"] for r in sel])),
-                    "peak_mem_mb": float(max(r["peak_mem_mb"] for r in sel)),
-                    "psnr_per_image": [r["psnr"] for r in sorted(sel, key=lambda r: r["index"])],
-                })
+                result.append(
+                    {
+                        "task": t,
+                        "method": m,
+                        "prior": config.prior,
+                        "n_images": len(sel),
+                        "nfe_budget": n,
+                        "nfe": nfe_of[(t, m, n)],
+                        "psnr_mean": p_mean,
+                        "psnr_se": p_se,
+                        "ssim_mean": float(np.mean([r["ssim"] for r in sel])),
+                        "seconds_per_image": float(np.mean([r["seconds"] for r in sel])),
+                        "peak_mem_mb": float(max(r["peak_mem_mb"] for r in sel)),
+                        "psnr_per_image": [r["psnr"] for r in sorted(sel, key=lambda r: r["index"])],
+                    }
+                )
     return result
 
 
@@ -52,20 +71,25 @@ def markdown(summary: list[dict], baseline: str | None = None) -> str:
     """PSNR mean +- standard error, the paired difference to ``baseline`` (default: the
     first method) on the same images, SSIM, seconds per image and peak memory."""
     baseline = baseline or (summary[0]["method"] if summary else None)
-    head = (f"| task | method | NFE | PSNR (dB) | Δ vs {baseline} (paired, dB) | SSIM | s / image | peak MB |\n"
-            "|---|---|---|---|---|---|---|---|\n")
+    head = (
+        f"| task | method | NFE | PSNR (dB) | Δ vs {baseline} (paired, dB) | SSIM | s / image | peak MB |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for c in summary:
-        base = next((b for b in summary if (b["task"], b["method"], b["nfe_budget"]) ==
-                     (c["task"], baseline, c["nfe_budget"])), None)
+        base = next(
+            (b for b in summary if (b["task"], b["method"], b["nfe_budget"]) == (c["task"], baseline, c["nfe_budget"])), None
+        )
         if base is None or c["method"] == baseline or base["n_images"] != c["n_images"]:
             delta = "-"
         else:
             d, d_se = mean_se(np.subtract(c["psnr_per_image"], base["psnr_per_image"]))
             delta = f"{d:+.2f} ± {d_se:.2f}"
         sec, mem = c["seconds_per_image"], c["peak_mem_mb"]
-        lines.append(f"| {c['task']} | {c['method']} | {c['nfe']} | {c['psnr_mean']:.2f} ± {c['psnr_se']:.2f} | "
-                     f"{delta} | {c['ssim_mean']:.3f} | {_num(sec, '.3f')} | {_num(mem, '.0f')} |")
+        lines.append(
+            f"| {c['task']} | {c['method']} | {c['nfe']} | {c['psnr_mean']:.2f} ± {c['psnr_se']:.2f} | "
+            f"{delta} | {c['ssim_mean']:.3f} | {_num(sec, '.3f')} | {_num(mem, '.0f')} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -73,52 +97,55 @@ def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
     """Write every report file of ``bench`` (anything with ``out``, ``config``, ``x`` and
     ``task(name)``, i.e. a :class:`dmap.bench.runner.Bench`) into its folder; returns
     their paths."""
-    from dmap.bench.store import outputs_path
-    from dmap.figures import bar_chart, grid, line_plot
-
     out, config = bench.out, bench.config
-    written = []
-    path = out / "summary.json"
-    path.write_text(json.dumps(summary, indent=1) + "\n")
-    written.append(path)
-    path = out / "summary.md"
-    path.write_text(f"prior {config.prior}, {config.images} {config.split} digits, sigma_y = {config.sigma_y}, "
-                    f"seed {config.seed} (manifest.json has every setting)\n\n" + markdown(summary))
-    written.append(path)
-    path = out / "summary.csv"
-    with path.open("w", newline="") as f:
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "summary.md").write_text(
+        f"prior {config.prior}, {config.images} {config.split} digits, sigma_y = {config.sigma_y}, "
+        f"seed {config.seed} (manifest.json has every setting)\n\n" + markdown(summary)
+    )
+    with (out / "summary.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(summary)
-    written.append(path)
+    written = [out / "summary.json", out / "summary.md", out / "summary.csv"]
+    return written + _plots(out, config, summary) + _grids(bench, out, config)
+
+
+def _plots(out: Path, config, summary: list[dict]) -> list[Path]:
+    """psnr.png (bars at the largest budget) and psnr_vs_nfe_<task>.png (several budgets)."""
+    from dmap.figures import bar_chart, line_plot
 
     top = max(config.nfe)
-    groups = {t: {c["method"]: c["psnr_mean"] for c in summary if c["task"] == t and c["nfe_budget"] == top}
-              for t in config.tasks}
-    path = out / "psnr.png"
-    bar_chart(groups, path, title=f"PSNR at {top} network evaluations per image, prior {config.prior}, "
-              f"{config.images} {config.split} digits", ylabel="PSNR (dB)")
-    written.append(path)
+    groups = {t: {c["method"]: c["psnr_mean"] for c in summary if c["task"] == t and c["nfe_budget"] == top} for t in config.tasks}
+    title = f"PSNR at {top} network evaluations per image, prior {config.prior}, {config.images} {config.split} digits"
+    bar_chart(groups, out / "psnr.png", title=title, ylabel="PSNR (dB)")
+    written = [out / "psnr.png"]
     if len(config.nfe) > 1:
         for t in config.tasks:
-            series = {m: ([c["nfe"] for c in summary if (c["task"], c["method"]) == (t, m)],
-                          [c["psnr_mean"] for c in summary if (c["task"], c["method"]) == (t, m)])
-                      for m in config.methods}
+            cells = {m: [c for c in summary if (c["task"], c["method"]) == (t, m)] for m in config.methods}
+            series = {m: ([c["nfe"] for c in cs], [c["psnr_mean"] for c in cs]) for m, cs in cells.items()}
             path = out / f"psnr_vs_nfe_{t}.png"
             line_plot(series, path, title=f"PSNR against budget, {t}, prior {config.prior}",
-                      xlabel="network evaluations per image (NFE)", ylabel="PSNR (dB)", log_x=True)
+                      xlabel="network evaluations per image (NFE)", ylabel="PSNR (dB)", log_x=True)  # fmt: skip
             written.append(path)
+    return written
+
+
+def _grids(bench, out: Path, config) -> list[Path]:
+    """grid_<task>.png: truth, measurement and each method's restorations of the first batch."""
+    from dmap.bench.store import outputs_path
+    from dmap.figures import grid
 
     n_show = min(6, config.images, config.batch_size)
+    written = []
     for t in config.tasks:
         task, y = bench.task(t)
         columns = [("truth", bench.x[:n_show]), ("measured", task.operator.view(y[:n_show]))]
         for m in config.methods:
-            p = outputs_path(out, t, m, top)
+            p = outputs_path(out, t, m, max(config.nfe))
             if p.exists():
                 columns.append((m, torch.from_numpy(np.load(p))[:n_show]))
         path = out / f"grid_{t}.png"
-        grid([[col[i] for _, col in columns] for i in range(n_show)], path, col_labels=[n for n, _ in columns],
-             cell=64)
+        grid([[col[i] for _, col in columns] for i in range(n_show)], path, col_labels=[n for n, _ in columns], cell=64)
         written.append(path)
     return written

@@ -49,10 +49,8 @@ class Unit:
 
 def units(config: BenchConfig) -> list[Unit]:
     """Every batch of the grid in a fixed order."""
-    chunks = [list(range(s, min(s + config.batch_size, config.images)))
-              for s in range(0, config.images, config.batch_size)]
-    return [Unit(t, m, n, j, c) for t in config.tasks for m in config.methods for n in config.nfe
-            for j, c in enumerate(chunks)]
+    chunks = [list(range(s, min(s + config.batch_size, config.images))) for s in range(0, config.images, config.batch_size)]
+    return [Unit(t, m, n, j, c) for t in config.tasks for m in config.methods for n in config.nfe for j, c in enumerate(chunks)]
 
 
 class Bench:
@@ -105,8 +103,11 @@ class Bench:
         cell = {"task": task, "method": spec, "nfe_budget": nfe, "nfe": opts.nfe(), "options": opts.to_dict()}
         if method.uses_cse:
             cse = self.cse(task, spec)
-            cell["cse"] = {"path": cse_path or "shipped", "images": cse.meta.images["n"],
-                           "fingerprint": fingerprint(cse.adapter.state_dict())}
+            cell["cse"] = {
+                "path": cse_path or "shipped",
+                "images": cse.meta.images["n"],
+                "fingerprint": fingerprint(cse.adapter.state_dict()),
+            }
         return cell
 
     @cached_property
@@ -130,8 +131,9 @@ class Bench:
             mine = json.loads(json.dumps(self.manifest))
             if old != mine:
                 diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
-                raise BenchError(f"{self.out} holds a benchmark with other settings ({', '.join(diff)} differ); "
-                                 "use another --out or delete it")
+                raise BenchError(
+                    f"{self.out} holds a benchmark with other settings ({', '.join(diff)} differ); use another --out or delete it"
+                )
         elif write:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, self.manifest)
@@ -172,8 +174,15 @@ class Bench:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        out = run_method(name, self.prior, task, y[unit.index].to(self.device),
-                         self.options(unit.task, unit.method, unit.nfe), generator=gens, cse=cse)
+        out = run_method(
+            name,
+            self.prior,
+            task,
+            y[unit.index].to(self.device),
+            self.options(unit.task, unit.method, unit.nfe),
+            generator=gens,
+            cse=cse,
+        )
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         return out.cpu(), time.perf_counter() - start
@@ -190,18 +199,34 @@ class Bench:
         task, y = self.task(unit.task)
         p, s, r = psnr(out, x), ssim(out, x), residual_rms(task.operator, y[unit.index], out)
         mem = self.peak_mem_mb()
-        return [{"task": unit.task, "method": unit.method, "nfe_budget": unit.nfe, "image": self.ids[i], "index": i,
-                 "batch": unit.batch, "psnr": float(p[k]), "ssim": float(s[k]), "residual_rms": float(r[k]),
-                 "seconds": seconds / len(unit.index), "peak_mem_mb": mem,
-                 "output_sha": short_sha256(out[k])} for k, i in enumerate(unit.index)]
+        return [
+            {
+                "task": unit.task,
+                "method": unit.method,
+                "nfe_budget": unit.nfe,
+                "image": self.ids[i],
+                "index": i,
+                "batch": unit.batch,
+                "psnr": float(p[k]),
+                "ssim": float(s[k]),
+                "residual_rms": float(r[k]),
+                "seconds": seconds / len(unit.index),
+                "peak_mem_mb": mem,
+                "output_sha": short_sha256(out[k]),
+            }
+            for k, i in enumerate(unit.index)
+        ]
 
 
 def pending(bench: Bench, rank: int = 0, world: int = 1) -> tuple[list[Unit], set]:
     """This rank's units (every ``world``-th, from ``rank``) with an image not yet in the
     store, and the keys of the rows already there."""
     done = {row_key(r) for r in read_store(bench.out)}
-    todo = [u for n, u in enumerate(units(bench.config)) if n % world == rank
-            and any((u.task, u.method, u.nfe, bench.ids[i]) not in done for i in u.index)]
+    todo = [
+        u
+        for n, u in enumerate(units(bench.config))
+        if n % world == rank and any((u.task, u.method, u.nfe, bench.ids[i]) not in done for i in u.index)
+    ]
     return todo, done
 
 
@@ -211,6 +236,5 @@ def run_unit(bench: Bench, unit: Unit, done: set, rank: int = 0) -> float:
     out, seconds = bench.solve(unit)
     if unit.batch == 0:
         save_outputs(outputs_path(bench.out, unit.task, unit.method, unit.nfe), out.numpy())
-    append_rows(bench.out / f"results-r{rank}.jsonl", [r for r in bench.rows(unit, out, seconds)
-                                                        if row_key(r) not in done])
+    append_rows(bench.out / f"results-r{rank}.jsonl", [r for r in bench.rows(unit, out, seconds) if row_key(r) not in done])
     return seconds

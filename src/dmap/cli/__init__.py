@@ -13,9 +13,12 @@ from dmap.solvers import SolveError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="dmap", description="Imaging inverse problems with diffusion priors: DPS, DSG, DMAP and the "
-               "conditional score estimator (Xu et al., ICLR 2025) on shipped priors; benchmarks and diagnostics.",
-               epilog=EXIT_CODES)
+    p = Parser(
+        prog="dmap",
+        description="Imaging inverse problems with diffusion priors: DPS, DSG, DMAP and the "
+        "conditional score estimator (Xu et al., ICLR 2025) on shipped priors; benchmarks and diagnostics.",
+        epilog=EXIT_CODES,
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in (restore, train, analyze, bench):
         module.add_parsers(sub)

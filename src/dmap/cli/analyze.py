@@ -12,20 +12,22 @@ from dmap.rng import seeded
 
 
 def add_parsers(sub) -> None:
-    a = sub.add_parser("analyze", help="measure the paper's findings about DPS: score error, score mean, diversity",
-                       description="For test digits and their measurements: the error of the unconditional score, "
-                       "of DPS's implied conditional score and of the conditional score estimator (network priors) "
-                       "against a reference, the mean of each score under p_t(x_t | y) against its Monte-Carlo "
-                       "error, and the diversity of 16 restorations per method. The reference is exact for gmm-mnist "
-                       "on a linear task; for mnist it is the shipped estimator trained on all 9,001 train digits "
-                       "(sr4, inpaint-box); without one only the diversity part runs.")
+    a = sub.add_parser(
+        "analyze",
+        help="measure the paper's findings about DPS: score error, score mean, diversity",
+        description="For test digits and their measurements: the error of the unconditional score, "
+        "of DPS's implied conditional score and of the conditional score estimator (network priors) "
+        "against a reference, the mean of each score under p_t(x_t | y) against its Monte-Carlo "
+        "error, and the diversity of 16 restorations per method. The reference is exact for gmm-mnist "
+        "on a linear task; for mnist it is the shipped estimator trained on all 9,001 train digits "
+        "(sr4, inpaint-box); without one only the diversity part runs.",
+    )
     add_prior(a, "gmm-mnist")
     a.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     a.add_argument("--pairs", type=int, default=32, help="test digits for the score error (32)")
     a.add_argument("--samples", type=int, default=16, help="restorations per method for the diversity (16)")
     a.add_argument("--nfe", type=int, default=1000, help="network evaluations per restoration (1000)")
-    a.add_argument("--mean-samples", type=int, default=128,
-                   help="samples of p_t(x_t | y) for the score-mean test (128)")
+    a.add_argument("--mean-samples", type=int, default=128, help="samples of p_t(x_t | y) for the score-mean test (128)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--json", action="store_true", help="print the JSON of every number")
@@ -34,7 +36,7 @@ def add_parsers(sub) -> None:
 
 
 def cmd_analyze(args) -> int:
-    from dmap.analysis.run import analyze, analysis_figures
+    from dmap.analysis.run import analysis_figures, analyze
 
     check_names(args.prior, args.task)
     if args.pairs < 1 or args.samples < 2 or args.nfe < 1 or args.mean_samples < 2:
@@ -44,9 +46,17 @@ def cmd_analyze(args) -> int:
     task = dmap.make_task(args.task, prior.shape, generator=seeded(args.seed))
     x, ids = mnist_spread(args.pairs)
     y = task.simulate(x, generator=[seeded(args.seed, 1, int(i)) for i in ids])
-    result, samples = analyze(prior, task, x, y, n_mean=args.mean_samples, n_samples=args.samples, nfe=args.nfe,
-                              seed=args.seed,
-                              progress=lambda msg: print(f"analyze: {msg}", file=sys.stderr, flush=True))
+    result, samples = analyze(
+        prior,
+        task,
+        x,
+        y,
+        n_mean=args.mean_samples,
+        n_samples=args.samples,
+        nfe=args.nfe,
+        seed=args.seed,
+        progress=lambda msg: print(f"analyze: {msg}", file=sys.stderr, flush=True),
+    )
     result["test_ids"] = ids.tolist()
     analysis_figures(result, samples, x[0], task.operator.view(y[:1])[0], out)
     (out / "analysis.json").write_text(json.dumps(result, indent=1))

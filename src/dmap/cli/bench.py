@@ -7,8 +7,17 @@ import sys
 from pathlib import Path
 
 import dmap
-from dmap.cli.common import (OutputFolder, UsageError, add_prior, add_threads, check_names, load_cse_or_usage,
-                             load_prior_or_usage, nonnegative, positive_int)
+from dmap.cli.common import (
+    OutputFolder,
+    UsageError,
+    add_prior,
+    add_threads,
+    check_names,
+    load_cse_or_usage,
+    load_prior_or_usage,
+    nonnegative,
+    positive_int,
+)
 from dmap.operators import DEFAULT_SIGMA_Y
 from dmap.presets import PresetError, read_preset_file, resolve_options, write_preset
 from dmap.shipped import PRIORS
@@ -16,14 +25,17 @@ from dmap.solvers import METHODS
 
 
 def add_parsers(sub) -> None:
-    b = sub.add_parser("bench", help="run a task x method grid on test digits: resumable, shardable, with a report",
-                       description="Solve every (task, method, budget, image) of the grid, appending each result to "
-                       "the store in --out the moment its batch finishes; rerun the same command to finish an "
-                       "interrupted run (other settings into the same folder are refused). Writes manifest.json, "
-                       "results.jsonl, summary.json/.md/.csv, psnr.png, psnr_vs_nfe_<task>.png (several budgets) and "
-                       "grid_<task>.png. Methods may carry options: dmap[step_size=2,inner_steps=5], "
-                       "dps+cse[guide=cse], dps+cse[cse=FILE]. Distributed: --workers N, or torchrun "
-                       "--nproc_per_node N -m dmap bench ...; the results do not depend on the worker count.")
+    b = sub.add_parser(
+        "bench",
+        help="run a task x method grid on test digits: resumable, shardable, with a report",
+        description="Solve every (task, method, budget, image) of the grid, appending each result to "
+        "the store in --out the moment its batch finishes; rerun the same command to finish an "
+        "interrupted run (other settings into the same folder are refused). Writes manifest.json, "
+        "results.jsonl, summary.json/.md/.csv, psnr.png, psnr_vs_nfe_<task>.png (several budgets) and "
+        "grid_<task>.png. Methods may carry options: dmap[step_size=2,inner_steps=5], "
+        "dps+cse[guide=cse], dps+cse[cse=FILE]. Distributed: --workers N, or torchrun "
+        "--nproc_per_node N -m dmap bench ...; the results do not depend on the worker count.",
+    )
     add_prior(b)
     b.add_argument("--tasks", required=True, help=f"comma-separated, from: {', '.join(dmap.TASKS)}")
     b.add_argument("--methods", required=True, help=f"comma-separated, from: {', '.join(METHODS)} (with [options])")
@@ -31,8 +43,9 @@ def add_parsers(sub) -> None:
     b.add_argument("--split", choices=["test", "train"], default="test", help="test (default) or train")
     b.add_argument("--nfe", default="1000", help="network evaluations per image; several: 250,500,1000 (1000)")
     b.add_argument("--seed", type=int, default=0, help="seed of masks (S), noise (S+1) and samplers (S+2) (0)")
-    b.add_argument("--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y,
-                   help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})")
+    b.add_argument(
+        "--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y, help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})"
+    )
     b.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
     b.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
     b.add_argument("--workers", type=positive_int, default=1, help="processes sharing the work (1)")
@@ -42,19 +55,23 @@ def add_parsers(sub) -> None:
     b.add_argument("--json", action="store_true", help="print the summary cells as JSON")
     b.set_defaults(func=cmd_bench)
 
-    t = sub.add_parser("tune", help="search a method's step size on train digits and write a preset file",
-                       description="Coarse-to-fine search on a log grid of the method's guidance strength (step "
-                       "size; guidance rate for dsg; and K for the dmap methods) at a budget of --nfe network "
-                       "evaluations per image, maximizing the mean PSNR on --images train digits (never the test "
-                       "split). Prints every trial and writes the best options into the preset file --out (added to "
-                       "what it holds), which restore and bench read with --presets.")
+    t = sub.add_parser(
+        "tune",
+        help="search a method's step size on train digits and write a preset file",
+        description="Coarse-to-fine search on a log grid of the method's guidance strength (step "
+        "size; guidance rate for dsg; and K for the dmap methods) at a budget of --nfe network "
+        "evaluations per image, maximizing the mean PSNR on --images train digits (never the test "
+        "split). Prints every trial and writes the best options into the preset file --out (added to "
+        "what it holds), which restore and bench read with --presets.",
+    )
     add_prior(t)
     t.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     t.add_argument("--method", required=True, help="one of: " + ", ".join(m for m in METHODS if m != "cse"))
     t.add_argument("--images", type=positive_int, default=8, help="train digits (8)")
     t.add_argument("--nfe", type=positive_int, default=1000, help="network evaluations per image (1000)")
-    t.add_argument("--around", metavar="PRIOR",
-                   help="a local search around this prior's presets (x1/3, x1, x3, widened at an edge; K kept)")
+    t.add_argument(
+        "--around", metavar="PRIOR", help="a local search around this prior's presets (x1/3, x1, x3, widened at an edge; K kept)"
+    )
     t.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one)")
     add_threads(t)
     t.add_argument("--out", required=True, metavar="FILE", help="preset file to write (JSON)")
@@ -71,9 +88,19 @@ def cmd_bench(args) -> int:
     except ValueError:
         raise UsageError(f"--nfe {args.nfe}: give integers separated by commas") from None
     try:
-        config = BenchConfig(args.prior, tuple(split_specs(args.tasks)), tuple(split_specs(args.methods)),
-                             args.images, nfe, args.split, args.seed, args.sigma_y, args.batch_size, args.presets,
-                             args.threads)
+        config = BenchConfig(
+            args.prior,
+            tuple(split_specs(args.tasks)),
+            tuple(split_specs(args.methods)),
+            args.images,
+            nfe,
+            args.split,
+            args.seed,
+            args.sigma_y,
+            args.batch_size,
+            args.presets,
+            args.threads,
+        )
         out = OutputFolder.prepare(args.out)
         summary = run_bench(config, out, workers=args.workers, device=args.device)
     except BenchError as e:
@@ -109,14 +136,21 @@ def cmd_tune(args) -> int:
 
     def show(trial: dict) -> None:
         if not args.json:
-            print("  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.items()),
-                  file=sys.stderr, flush=True)
+            print(
+                "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.items()),
+                file=sys.stderr,
+                flush=True,
+            )
 
     chosen, trials = tune(prior, task, args.method, x, y, nfe=args.nfe, around=around, log=show, cse=cse)
-    command = (f"dmap tune --prior {args.prior} --task {args.task} --method {args.method} --images {args.images} "
-               f"--nfe {args.nfe}" + f" --around {args.around}" * bool(args.around) + f" --cse {args.cse}" * bool(args.cse))
-    note = (f"{command}: {args.images} train digits, {args.nfe} network evaluations per image, best mean PSNR "
-            f"{max(t['psnr'] for t in trials):.2f} dB over {len(trials)} trials")
+    command = (
+        f"dmap tune --prior {args.prior} --task {args.task} --method {args.method} --images {args.images} "
+        f"--nfe {args.nfe}" + f" --around {args.around}" * bool(args.around) + f" --cse {args.cse}" * bool(args.cse)
+    )
+    note = (
+        f"{command}: {args.images} train digits, {args.nfe} network evaluations per image, best mean PSNR "
+        f"{max(t['psnr'] for t in trials):.2f} dB over {len(trials)} trials"
+    )
     write_preset(out, prior.name, args.task, args.method, chosen, note)
     if args.json:
         print(json.dumps({"chosen": chosen.to_dict(), "trials": trials}))

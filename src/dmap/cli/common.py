@@ -23,10 +23,14 @@ from dmap.shipped import DEFAULT_PRIOR, PRIORS
 from dmap.solvers import METHODS
 from dmap.utils import WeightsError
 
-EXIT_CODES = ("exit codes: 0 success; 1 the solve failed (NaN/Inf or a diverged restoration: lower the step size); "
-              "2 bad input (one line, nothing written); 130 interrupted")
-THREADS_HELP = ("torch threads (default 1: on the 32 x 32 priors a second thread gains ~1.3x on an idle machine "
-                "and loses ~3x when another process keeps a core busy)")
+EXIT_CODES = (
+    "exit codes: 0 success; 1 the solve failed (NaN/Inf or a diverged restoration: lower the step size); "
+    "2 bad input (one line, nothing written); 130 interrupted"
+)
+THREADS_HELP = (
+    "torch threads (default 1: on the 32 x 32 priors a second thread gains ~1.3x on an idle machine "
+    "and loses ~3x when another process keeps a core busy)"
+)
 PRIOR_HELP = f"one of: {', '.join(PRIORS)} (default {DEFAULT_PRIOR}), or weights from dmap train (.safetensors)"
 
 
@@ -75,8 +79,9 @@ def check_names(prior: str | None = None, task: str | None = None, method: str |
     """Refuse an unknown prior, task or method, naming the choices."""
     for kind, name, table in (("prior", prior, PRIORS), ("task", task, dmap.TASKS), ("method", method, METHODS)):
         if name is not None and name not in table and not (kind == "prior" and name.endswith(".safetensors")):
-            raise UsageError(f"unknown {kind} {name!r}; choose from {', '.join(table)}"
-                             + " or a .safetensors file" * (kind == "prior"))
+            raise UsageError(
+                f"unknown {kind} {name!r}; choose from {', '.join(table)}" + " or a .safetensors file" * (kind == "prior")
+            )
 
 
 def option_overrides(items: list[str] | None) -> dict:
@@ -144,17 +149,24 @@ def fit_image(x: torch.Tensor, shape: tuple[int, ...], resize: bool, path: Path,
     if tuple(x.shape) == tuple(shape):
         return x
     if not resize:
-        raise UsageError(f"{path}: image is {x.shape[0]} x {x.shape[1]} x {x.shape[2]} (C x H x W), "
-                         f"{what} expects {shape[0]} x {shape[1]} x {shape[2]}; pass --resize to convert")
+        raise UsageError(
+            f"{path}: image is {x.shape[0]} x {x.shape[1]} x {x.shape[2]} (C x H x W), "
+            f"{what} expects {shape[0]} x {shape[1]} x {shape[2]}; pass --resize to convert"
+        )
     note = []
     if x.shape[0] != shape[0]:
-        note.append(f"{'colour' if x.shape[0] == 3 else f'{x.shape[0]}-channel'} to "
-                    f"{'grey' if shape[0] == 1 else f'{shape[0]} channels'}")
+        note.append(
+            f"{'colour' if x.shape[0] == 3 else f'{x.shape[0]}-channel'} to {'grey' if shape[0] == 1 else f'{shape[0]} channels'}"
+        )
         x = x.mean(0, keepdim=True).expand(shape[0], -1, -1) if shape[0] != 1 else x.mean(0, keepdim=True)
     if tuple(x.shape[1:]) != tuple(shape[1:]):
         note.append(f"resized {x.shape[1]} x {x.shape[2]} to {shape[1]} x {shape[2]}")
-        x = torch.nn.functional.interpolate(x[None], size=tuple(shape[1:]), mode="bilinear", align_corners=False,
-                                            antialias=True)[0].clamp(-1, 1)
-    print(f"dmap: note: {path}: converted ({', '.join(note)}) for {what}; the result is only as meaningful as "
-          f"the prior is for this image", file=sys.stderr)
+        x = torch.nn.functional.interpolate(x[None], size=tuple(shape[1:]), mode="bilinear", align_corners=False, antialias=True)[
+            0
+        ].clamp(-1, 1)
+    print(
+        f"dmap: note: {path}: converted ({', '.join(note)}) for {what}; the result is only as meaningful as "
+        f"the prior is for this image",
+        file=sys.stderr,
+    )
     return x

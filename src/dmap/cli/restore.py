@@ -11,8 +11,20 @@ from pathlib import Path
 import torch
 
 import dmap
-from dmap.cli.common import (OutputFolder, UsageError, add_prior, add_threads, check_names, fit_image, load_cse_or_usage,
-                             load_prior_or_usage, nonnegative, option_overrides, positive_int, progress_bar)
+from dmap.cli.common import (
+    OutputFolder,
+    UsageError,
+    add_prior,
+    add_threads,
+    check_names,
+    fit_image,
+    load_cse_or_usage,
+    load_prior_or_usage,
+    nonnegative,
+    option_overrides,
+    positive_int,
+    progress_bar,
+)
 from dmap.data import list_images, load_image, mnist_spread, save_image
 from dmap.metrics import psnr, ssim
 from dmap.operators import DEFAULT_SIGMA_Y
@@ -25,41 +37,58 @@ from dmap.solvers import METHODS
 def add_parsers(sub) -> None:
     sub.add_parser("list", help="list the priors, tasks and methods, one line each").set_defaults(func=cmd_list)
 
-    r = sub.add_parser("restore", help="simulate a measurement of each clean INPUT image and restore it",
-                       description="Simulate y = A(x) + n for each INPUT (a clean image, or a folder of them), "
-                       "restore x and write the restored image(s), a view of the measurement and a side-by-side "
-                       "figure to --out. Options left out come from the preset for (prior, task, method).")
+    r = sub.add_parser(
+        "restore",
+        help="simulate a measurement of each clean INPUT image and restore it",
+        description="Simulate y = A(x) + n for each INPUT (a clean image, or a folder of them), "
+        "restore x and write the restored image(s), a view of the measurement and a side-by-side "
+        "figure to --out. Options left out come from the preset for (prior, task, method).",
+    )
     r.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     r.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     r.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
     add_prior(r)
     r.add_argument("--steps", type=positive_int, help="reverse diffusion steps (default: the preset)")
-    r.add_argument("--step-size", type=nonnegative,
-                   help="the method's guidance strength: zeta of DPS / DMAP, the guidance rate of DSG")
+    r.add_argument(
+        "--step-size", type=nonnegative, help="the method's guidance strength: zeta of DPS / DMAP, the guidance rate of DSG"
+    )
     r.add_argument("--inner-steps", type=positive_int, help="K, DMAP's gradient steps per reverse step")
-    r.add_argument("--guide", choices=["prior", "cse"],
-                   help="x0_hat of the likelihood gradient in dps+cse / dmap+cse (default: the preset)")
-    r.add_argument("--option", action="append", metavar="KEY=VALUE",
-                   help="any other option of the method, e.g. eta=0.5 or clamp=false (repeatable)")
+    r.add_argument(
+        "--guide", choices=["prior", "cse"], help="x0_hat of the likelihood gradient in dps+cse / dmap+cse (default: the preset)"
+    )
+    r.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="any other option of the method, e.g. eta=0.5 or clamp=false (repeatable)",
+    )
     r.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one for prior and task)")
     r.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
-    r.add_argument("--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y,
-                   help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})")
+    r.add_argument(
+        "--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y, help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})"
+    )
     r.add_argument("--seed", type=int, default=0, help="seed of the mask/kernel, the noise and the sampler (0)")
     r.add_argument("--samples", type=positive_int, default=1, help="restorations per input (1)")
     r.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
-    r.add_argument("--observed", action="store_true",
-                   help="INPUT is the measurement itself (sr4 and the deblur tasks): no simulation, no PSNR")
-    r.add_argument("--resize", action="store_true",
-                   help="convert inputs to the prior's shape (channels, size) instead of refusing; says what it did")
+    r.add_argument(
+        "--observed", action="store_true", help="INPUT is the measurement itself (sr4 and the deblur tasks): no simulation, no PSNR"
+    )
+    r.add_argument(
+        "--resize",
+        action="store_true",
+        help="convert inputs to the prior's shape (channels, size) instead of refusing; says what it did",
+    )
     add_threads(r)
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--json", action="store_true", help="print one JSON object per input")
     r.set_defaults(func=cmd_restore)
 
-    d = sub.add_parser("demo", help="restore bundled test digits on the five paper tasks with DPS and DMAP",
-                       description="Restore bundled test digits on the tasks of the paper with DPS and DMAP on the "
-                       "default prior; print a PSNR row per task as it finishes and write demo.png.")
+    d = sub.add_parser(
+        "demo",
+        help="restore bundled test digits on the five paper tasks with DPS and DMAP",
+        description="Restore bundled test digits on the tasks of the paper with DPS and DMAP on the "
+        "default prior; print a PSNR row per task as it finishes and write demo.png.",
+    )
     d.add_argument("--images", type=positive_int, default=8, help="number of test digits (8)")
     d.add_argument("--nfe", type=positive_int, default=500, help="network evaluations per image (500)")
     add_prior(d)
@@ -82,8 +111,12 @@ def _options(args):
     """The resolved options of ``args.method`` (CLI flags over the presets)."""
     m = METHODS[args.method]
     overrides = option_overrides(args.option)
-    for key, value in (("steps", args.steps), (m.options.strength() or "step_size", args.step_size),
-                       ("inner_steps", args.inner_steps), ("guide", args.guide)):
+    for key, value in (
+        ("steps", args.steps),
+        (m.options.strength() or "step_size", args.step_size),
+        ("inner_steps", args.inner_steps),
+        ("guide", args.guide),
+    ):
         if value is not None:
             overrides[key] = value
     if args.cse and not m.uses_cse:
@@ -124,8 +157,15 @@ def _solve_all(args, prior, task, y, options, keys, cse) -> tuple[list[tuple[int
             chunk = items[start : start + args.batch_size]
             t0 = time.perf_counter()
             results[start : start + len(chunk)] = dmap.run_method(
-                args.method, prior, task, y[[i for i, _ in chunk]], options, cse=cse,
-                generator=[seeded(args.seed, 2, keys[i], k) for i, k in chunk], callback=lambda info: bar.update(1))
+                args.method,
+                prior,
+                task,
+                y[[i for i, _ in chunk]],
+                options,
+                cse=cse,
+                generator=[seeded(args.seed, 2, keys[i], k) for i, k in chunk],
+                callback=lambda info: bar.update(1),
+            )
             seconds[start : start + len(chunk)] = (time.perf_counter() - t0) / len(chunk)
     finally:
         bar.close()
@@ -138,21 +178,40 @@ def _write(args, out, paths, truth, y, op, options, items, results, seconds) -> 
     for i, path in enumerate(paths):
         mine = [j for j, (ii, _) in enumerate(items) if ii == i]
         restored = results[mine]
-        names = [out / (f"{path.stem}_restored.png" if args.samples == 1 else f"{path.stem}_restored_{k}.png")
-                 for k in range(args.samples)]
+        names = [
+            out / (f"{path.stem}_restored.png" if args.samples == 1 else f"{path.stem}_restored_{k}.png")
+            for k in range(args.samples)
+        ]
         for name, img in zip(names, restored):
             save_image(name, img)
         view = op.view(y[i : i + 1])[0]
         save_image(out / f"{path.stem}_measurement.png", view)
         labels = [args.method] if args.samples == 1 else [f"{args.method} #{k + 1}" for k in range(args.samples)]
         row = ([] if truth is None else [truth[i]]) + [view] + list(restored)
-        grid([row], out / f"{path.stem}_figure.png", cell=96,
-             col_labels=([] if truth is None else ["truth"]) + ["measurement"] + labels)
+        grid(
+            [row],
+            out / f"{path.stem}_figure.png",
+            cell=96,
+            col_labels=([] if truth is None else ["truth"]) + ["measurement"] + labels,
+        )
         if args.json:
-            rec = {"input": str(path), "task": args.task, "method": args.method, "prior": args.prior,
-                   "steps": options.steps, "nfe": options.nfe(), "sigma_y": args.sigma_y, "seed": args.seed,
-                   "options": options.to_dict(), "psnr": None, "ssim": None, "psnr_samples": None,
-                   "seconds": float(seconds[mine].sum()), "output": str(names[0]), "outputs": [str(n) for n in names]}
+            rec = {
+                "input": str(path),
+                "task": args.task,
+                "method": args.method,
+                "prior": args.prior,
+                "steps": options.steps,
+                "nfe": options.nfe(),
+                "sigma_y": args.sigma_y,
+                "seed": args.seed,
+                "options": options.to_dict(),
+                "psnr": None,
+                "ssim": None,
+                "psnr_samples": None,
+                "seconds": float(seconds[mine].sum()),
+                "output": str(names[0]),
+                "outputs": [str(n) for n in names],
+            }
             if truth is not None:
                 ref = truth[i : i + 1].expand_as(restored)
                 rec["psnr_samples"] = [round(float(v), 4) for v in psnr(restored, ref)]
@@ -185,8 +244,11 @@ def cmd_demo(args) -> int:
     methods = ["dps", "dmap"]
     rows, labels = [], []
     start = time.perf_counter()
-    print(f"PSNR (dB) on {args.images} test digits, prior {args.prior}, {args.nfe} network evaluations per image, "
-          f"sigma_y = {DEFAULT_SIGMA_Y}", flush=True)
+    print(
+        f"PSNR (dB) on {args.images} test digits, prior {args.prior}, {args.nfe} network evaluations per image, "
+        f"sigma_y = {DEFAULT_SIGMA_Y}",
+        flush=True,
+    )
     print(f"{'task':16s}" + "".join(f"{m:>8s}" for m in methods), flush=True)
     for name in PAPER_TASKS:
         task = dmap.make_task(name, prior.shape, generator=seeded(0))
@@ -197,8 +259,15 @@ def cmd_demo(args) -> int:
         for method in methods:
             opts = resolve_options(method, prior.name, name).for_budget(args.nfe)
             bar = progress_bar(opts.steps, f"{method} {name}")
-            xhat = dmap.run_method(method, prior, task, y, opts, generator=[seeded(0, 2, i) for i in range(len(x))],
-                                   callback=lambda info: bar.update(1))
+            xhat = dmap.run_method(
+                method,
+                prior,
+                task,
+                y,
+                opts,
+                generator=[seeded(0, 2, i) for i in range(len(x))],
+                callback=lambda info, bar=bar: bar.update(1),
+            )
             bar.close()
             rows.append(list(xhat))
             labels.append(f"{name}: {method}")

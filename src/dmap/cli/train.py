@@ -9,17 +9,30 @@ from pathlib import Path
 import torch
 
 import dmap
-from dmap.cli.common import (OutputFolder, UsageError, add_prior, add_threads, check_names, finite,
-                             load_prior_or_usage, nonnegative, positive_int, progress_bar)
+from dmap.cli.common import (
+    OutputFolder,
+    UsageError,
+    add_prior,
+    add_threads,
+    check_names,
+    finite,
+    load_prior_or_usage,
+    nonnegative,
+    positive_int,
+    progress_bar,
+)
 from dmap.data import list_images, load_image, mnist, mnist_spread
 from dmap.operators import DEFAULT_SIGMA_Y
 
 
 def add_parsers(sub) -> None:
-    t = sub.add_parser("train", help="train a diffusion prior (a small UNet) on the bundled digits or a folder",
-                       description="Train an epsilon-predicting UNet with EMA weights. Resumable: rerun the same "
-                       "command after an interruption. Writes OUT/NAME.safetensors, OUT/NAME.json, OUT/loss.csv and "
-                       "OUT/checkpoint.pt.")
+    t = sub.add_parser(
+        "train",
+        help="train a diffusion prior (a small UNet) on the bundled digits or a folder",
+        description="Train an epsilon-predicting UNet with EMA weights. Resumable: rerun the same "
+        "command after an interruption. Writes OUT/NAME.safetensors, OUT/NAME.json, OUT/loss.csv and "
+        "OUT/checkpoint.pt.",
+    )
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--data", help="folder of training images (default: the bundled train digits)")
     t.add_argument("--name", default="prior", help="name of the weights file and of the prior (prior)")
@@ -32,27 +45,36 @@ def add_parsers(sub) -> None:
     add_threads(t)
     t.set_defaults(func=cmd_train)
 
-    c = sub.add_parser("train-cse", help="train a conditional score estimator (adapter) for a prior and a task",
-                       description="Train a ControlNet-style adapter on the frozen prior network from --images train "
-                       "digits evenly spaced over the train split (their indices are recorded in FILE's .json): "
-                       "epsilon-MSE on pairs (x, y = A(x) + n) with fresh noise, timestep and mask each batch. "
-                       "Resumable: checkpoints go to FILE without its suffix plus .run/.")
+    c = sub.add_parser(
+        "train-cse",
+        help="train a conditional score estimator (adapter) for a prior and a task",
+        description="Train a ControlNet-style adapter on the frozen prior network from --images train "
+        "digits evenly spaced over the train split (their indices are recorded in FILE's .json): "
+        "epsilon-MSE on pairs (x, y = A(x) + n) with fresh noise, timestep and mask each batch. "
+        "Resumable: checkpoints go to FILE without its suffix plus .run/.",
+    )
     add_prior(c)
-    c.add_argument("--task", required=True, help="a linear task: " + ", ".join(
-        n for n in dmap.TASKS if n != "phase-retrieval"))
+    c.add_argument("--task", required=True, help="a linear task: " + ", ".join(n for n in dmap.TASKS if n != "phase-retrieval"))
     c.add_argument("--images", type=int, default=100, help="training digits (100, the paper's setting)")
     c.add_argument("--steps", type=int, default=1500, help="optimizer steps (1500)")
     c.add_argument("--batch-size", type=int, default=64, help="batch size (64)")
     c.add_argument("--lr", type=finite, default=2e-4, help="Adam learning rate (2e-4)")
-    c.add_argument("--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y,
-                   help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y}); the adapter serves only this level")
+    c.add_argument(
+        "--sigma-y",
+        type=nonnegative,
+        default=DEFAULT_SIGMA_Y,
+        help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y}); the adapter serves only this level",
+    )
     c.add_argument("--seed", type=int, default=0, help="seed of init, batches, masks and noise (0)")
     c.add_argument("--out", required=True, metavar="FILE", help="adapter to write (.safetensors)")
     add_threads(c)
     c.set_defaults(func=cmd_train_cse)
 
-    s = sub.add_parser("sample", help="draw unconditional samples from a prior into an image grid",
-                       description="Sample the prior with the ancestral (DDPM) reverse process on respaced steps.")
+    s = sub.add_parser(
+        "sample",
+        help="draw unconditional samples from a prior into an image grid",
+        description="Sample the prior with the ancestral (DDPM) reverse process on respaced steps.",
+    )
     add_prior(s)
     s.add_argument("-n", type=int, default=64, help="number of samples (64)")
     s.add_argument("--steps", type=int, default=250, help="reverse steps (250)")
@@ -82,17 +104,31 @@ def cmd_train(args) -> int:
         data, _ = mnist("train")
     arch = MNIST_ARCHITECTURE.replace(channels=args.channels, groups=min(8, args.channels))
     OutputFolder.prepare(args.out)
-    return _run_training(train_prior, f"train {args.name}", data, args.out, name=args.name, architecture=arch,
-                         steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         checkpoint_every=args.checkpoint_every)
+    return _run_training(
+        train_prior,
+        f"train {args.name}",
+        data,
+        args.out,
+        name=args.name,
+        architecture=arch,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+    )
 
 
 def _run_training(train: Callable[..., Path], desc: str, *args, steps: int, **kwargs) -> int:
     """Run ``train(*args, steps=steps, progress=..., **kwargs)`` under a progress bar."""
     bar = progress_bar(steps, desc)
     try:
-        weights = train(*args, steps=steps, **kwargs,
-                        progress=lambda step, loss: (bar.update(step - bar.n), bar.set_postfix(loss=f"{loss:.4f}")))
+        weights = train(
+            *args,
+            steps=steps,
+            **kwargs,
+            progress=lambda step, loss: (bar.update(step - bar.n), bar.set_postfix(loss=f"{loss:.4f}")),
+        )
     except ValueError as e:
         raise UsageError(str(e)) from None
     finally:
@@ -121,9 +157,20 @@ def cmd_train_cse(args) -> int:
         raise UsageError(f"the conditional score estimator needs a linear task; {args.task} is not")
     data, ids = mnist_spread(args.images, "train")
     OutputFolder.prepare(out.parent)
-    return _run_training(train_cse, f"train-cse {args.task}", prior, args.task, data, ids.tolist(), out,
-                         sigma_y=args.sigma_y, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed)
+    return _run_training(
+        train_cse,
+        f"train-cse {args.task}",
+        prior,
+        args.task,
+        data,
+        ids.tolist(),
+        out,
+        sigma_y=args.sigma_y,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+    )
 
 
 def cmd_sample(args) -> int:
@@ -142,8 +189,14 @@ def cmd_sample(args) -> int:
     if not 1 <= args.steps <= prior.schedule.T:
         raise UsageError(f"--steps must be in [1, {prior.schedule.T}], got {args.steps}")
     bar = progress_bar(args.steps, f"sample {args.prior}")
-    x = sample_prior(prior, args.n, steps=args.steps, eta=args.eta, generator=sample_generators(args.seed, args.n),
-                     callback=lambda info: bar.update(1))
+    x = sample_prior(
+        prior,
+        args.n,
+        steps=args.steps,
+        eta=args.eta,
+        generator=sample_generators(args.seed, args.n),
+        callback=lambda info: bar.update(1),
+    )
     bar.close()
     cols = math.ceil(math.sqrt(args.n))
     grid([list(x[i : i + cols]) for i in range(0, args.n, cols)], out, cell=32, pad=1)

@@ -20,8 +20,10 @@ def find_cse(prior: Prior, task: str, reference: bool = False, sigma_y: float | 
     if (prior.name, task) not in found:
         have = ", ".join(f"{p}/{t}" for p, t in found) or "none"
         kind = "reference conditional score estimator" if reference else "conditional score estimator"
-        raise ValueError(f"no shipped {kind} for prior {prior.name!r} and task {task!r} "
-                         f"(shipped: {have}); train one with `dmap train-cse` and pass --cse FILE")
+        raise ValueError(
+            f"no shipped {kind} for prior {prior.name!r} and task {task!r} "
+            f"(shipped: {have}); train one with `dmap train-cse` and pass --cse FILE"
+        )
     return load_cse(prior, found[(prior.name, task)], task, sigma_y)
 
 
@@ -30,5 +32,15 @@ def get_cse(prior: Prior, task: str, path: str | Path | None = None, sigma_y: fl
     return load_cse(prior, path, task, sigma_y) if path else find_cse(prior, task, sigma_y=sigma_y)
 
 
-__all__ = ["CSE", "Adapter", "AdapterMeta", "ConditionedPrior", "adapter_for", "condition", "find_cse", "get_cse", "load_cse",
-           "shipped_cse"]
+__all__ = [
+    "CSE",
+    "Adapter",
+    "AdapterMeta",
+    "ConditionedPrior",
+    "adapter_for",
+    "condition",
+    "find_cse",
+    "get_cse",
+    "load_cse",
+    "shipped_cse",
+]

@@ -66,12 +66,17 @@ class Adapter(nn.Module):
         self.encoder = copy.deepcopy(unet).requires_grad_(True)
         del self.encoder.up, self.encoder.out  # only the contracting half is copied
         c, p = unet.channels, unet.patch
-        self.cond_in = nn.Sequential(nn.Conv2d(cond_channels * p * p, c, 3, padding=1), nn.SiLU(),
-                                     _zero(nn.Conv2d(c, c, 3, padding=1)))
+        self.cond_in = nn.Sequential(
+            nn.Conv2d(cond_channels * p * p, c, 3, padding=1), nn.SiLU(), _zero(nn.Conv2d(c, c, 3, padding=1))
+        )
         with torch.no_grad():
-            widths = [h.shape[1] for h in unet.encode(unet.conv_in(unet.fold(
-                torch.zeros(1, unet.config.in_channels, unet.config.size, unet.config.size))),
-                unet.embed(torch.zeros(1, dtype=torch.int64)))]
+            widths = [
+                h.shape[1]
+                for h in unet.encode(
+                    unet.conv_in(unet.fold(torch.zeros(1, unet.config.in_channels, unet.config.size, unet.config.size))),
+                    unet.embed(torch.zeros(1, dtype=torch.int64)),
+                )
+            ]
         self.zero = nn.ModuleList(_zero(nn.Conv2d(w, w, 1)) for w in widths)
 
     def forward(self, x: Tensor, t: Tensor, cond: Tensor) -> list[Tensor]:
@@ -115,12 +120,16 @@ class CSE(nn.Module):
         if task != self.task:
             raise ValueError(f"this conditional score estimator was trained for task {self.task!r}, not {task!r}")
         if prior.fingerprint() != self.meta.prior_fingerprint:
-            raise ValueError(f"this conditional score estimator was trained on prior {self.meta.prior!r} "
-                             f"(fingerprint {self.meta.prior_fingerprint}), not on {prior.name!r} "
-                             f"(fingerprint {prior.fingerprint()})")
+            raise ValueError(
+                f"this conditional score estimator was trained on prior {self.meta.prior!r} "
+                f"(fingerprint {self.meta.prior_fingerprint}), not on {prior.name!r} "
+                f"(fingerprint {prior.fingerprint()})"
+            )
         if sigma_y is not None and abs(sigma_y - self.meta.sigma_y) > 1e-9:
-            raise ValueError(f"this conditional score estimator was trained at sigma_y = {self.meta.sigma_y:g}, "
-                             f"not {sigma_y:g}; train one for this noise level with dmap train-cse --sigma-y")
+            raise ValueError(
+                f"this conditional score estimator was trained at sigma_y = {self.meta.sigma_y:g}, "
+                f"not {sigma_y:g}; train one for this noise level with dmap train-cse --sigma-y"
+            )
 
     def save(self, path: str | Path) -> Path:
         """Write the adapter weights to ``path`` (``.safetensors``) and ``meta`` beside it (``.json``)."""

@@ -9,6 +9,16 @@ from dmap.operators.resample import Downsample
 from dmap.operators.tasks import DEFAULT_SIGMA_Y, TASKS, Task, make_task
 
 __all__ = [
-    "Operator", "LinearOperator", "SVDOperator", "Blur", "CompressedSensing", "Inpaint",
-    "PhaseRetrieval", "Downsample", "Task", "TASKS", "DEFAULT_SIGMA_Y", "make_task",
+    "Operator",
+    "LinearOperator",
+    "SVDOperator",
+    "Blur",
+    "CompressedSensing",
+    "Inpaint",
+    "PhaseRetrieval",
+    "Downsample",
+    "Task",
+    "TASKS",
+    "DEFAULT_SIGMA_Y",
+    "make_task",
 ]

@@ -87,9 +87,7 @@ class Task:
         return y + self.sigma_y * randn(y.shape, generator, y)
 
 
-def make_task(
-    name: str, shape: Shape, *, sigma_y: float = DEFAULT_SIGMA_Y, generator: torch.Generator | None = None
-) -> Task:
+def make_task(name: str, shape: Shape, *, sigma_y: float = DEFAULT_SIGMA_Y, generator: torch.Generator | None = None) -> Task:
     """Build the task ``name`` for images of ``shape = (C, H, W)``; masks, kernels and
     permutations are drawn from ``generator``."""
     if name not in TASKS:

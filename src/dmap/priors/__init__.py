@@ -7,5 +7,4 @@ from dmap.priors.base import Prior
 from dmap.priors.gmm import GaussianMixture, GMMPrior
 from dmap.priors.unet import PriorConfig, UNet, UNetConfig, UNetPrior, load_unet_prior
 
-__all__ = ["Prior", "GaussianMixture", "GMMPrior", "PriorConfig", "UNet", "UNetConfig", "UNetPrior",
-           "load_unet_prior"]
+__all__ = ["Prior", "GaussianMixture", "GMMPrior", "PriorConfig", "UNet", "UNetConfig", "UNetPrior", "load_unet_prior"]

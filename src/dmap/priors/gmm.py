@@ -149,8 +149,13 @@ class GaussianMixture:
 
     def tensors(self) -> dict[str, Tensor]:
         """The parameters by name (for saving: ``GaussianMixture(**tensors)`` rebuilds it)."""
-        return {"log_weights": self.log_weights, "means": self.means, "eigvecs": self.eigvecs,
-                "eigvals": self.eigvals, "residual": self.residual}
+        return {
+            "log_weights": self.log_weights,
+            "means": self.means,
+            "eigvecs": self.eigvecs,
+            "eigvals": self.eigvals,
+            "residual": self.residual,
+        }
 
     def condition(self, A: Tensor, sigma_y: float) -> LinearGaussianPosterior:
         """The posterior family ``p(x0 | y)`` for ``y = A x0 + sigma_y n``, ``A [m, d]``."""
@@ -237,8 +242,13 @@ def fit_mixture(
             vecs.append(q[:, :rank])
             vals.append(lam[:rank])
             residuals.append(lam[rank:].mean().clamp_min(floor) if rank < len(lam) else torch.tensor(1.0))
-    return GaussianMixture(torch.tensor(weights, dtype=torch.float64).log(), torch.stack(means),
-                           torch.stack(vecs), torch.stack(vals), torch.stack(residuals))
+    return GaussianMixture(
+        torch.tensor(weights, dtype=torch.float64).log(),
+        torch.stack(means),
+        torch.stack(vecs),
+        torch.stack(vals),
+        torch.stack(residuals),
+    )
 
 
 class GMMPrior(Prior):

@@ -109,8 +109,7 @@ class UNet(nn.Module):
         super().__init__()
         self.config = config
         in_channels, channels, mults, res_blocks = config.in_channels, config.channels, config.mults, config.res_blocks
-        attention, size, groups, dropout, patch = (config.attention, config.size, config.groups, config.dropout,
-                                                   config.patch)
+        attention, size, groups, dropout, patch = (config.attention, config.size, config.groups, config.dropout, config.patch)
         t_dim = 4 * channels
         self.channels = channels
         self.patch = patch
@@ -120,28 +119,41 @@ class UNet(nn.Module):
         skips, cur, res = [channels], channels, size // patch
         for i, m in enumerate(mults):
             for _ in range(res_blocks):
-                self.down.append(nn.ModuleList([ResBlock(cur, channels * m, t_dim, groups, dropout),
-                                                Attention(channels * m, groups) if res in attention else nn.Identity()]))
+                self.down.append(
+                    nn.ModuleList(
+                        [
+                            ResBlock(cur, channels * m, t_dim, groups, dropout),
+                            Attention(channels * m, groups) if res in attention else nn.Identity(),
+                        ]
+                    )
+                )
                 cur = channels * m
                 skips.append(cur)
             if i < len(mults) - 1:
                 self.down.append(nn.Conv2d(cur, cur, 3, stride=2, padding=1))
                 skips.append(cur)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(cur, cur, t_dim, groups, dropout), Attention(cur, groups),
-                                  ResBlock(cur, cur, t_dim, groups, dropout)])
+        self.mid = nn.ModuleList(
+            [ResBlock(cur, cur, t_dim, groups, dropout), Attention(cur, groups), ResBlock(cur, cur, t_dim, groups, dropout)]
+        )
         self.up = nn.ModuleList()
         for i, m in reversed(list(enumerate(mults))):
             for _ in range(res_blocks + 1):
-                self.up.append(nn.ModuleList([ResBlock(cur + skips.pop(), channels * m, t_dim, groups, dropout),
-                                              Attention(channels * m, groups) if res in attention else nn.Identity()]))
+                self.up.append(
+                    nn.ModuleList(
+                        [
+                            ResBlock(cur + skips.pop(), channels * m, t_dim, groups, dropout),
+                            Attention(channels * m, groups) if res in attention else nn.Identity(),
+                        ]
+                    )
+                )
                 cur = channels * m
             if i > 0:
-                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                             nn.Conv2d(cur, cur, 3, padding=1)))
+                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cur, cur, 3, padding=1)))
                 res *= 2
-        self.out = nn.Sequential(nn.GroupNorm(groups, cur), nn.SiLU(),
-                                 _zero(nn.Conv2d(cur, in_channels * patch * patch, 3, padding=1)))
+        self.out = nn.Sequential(
+            nn.GroupNorm(groups, cur), nn.SiLU(), _zero(nn.Conv2d(cur, in_channels * patch * patch, 3, padding=1))
+        )
 
     def embed(self, t: Tensor) -> Tensor:
         """Time embedding ``[B, 4 channels]`` of integer timesteps ``t [B]``."""

@@ -6,11 +6,30 @@ one entry point ``dmap.solve`` live in :mod:`dmap.presets` and :mod:`dmap.api`.
 
 from dmap.solvers.base import METHODS, Method, Options, get_method, register
 from dmap.solvers.common import DivergenceError, NonFiniteError, SolveError, project_to_sphere
+from dmap.solvers.cse import DMAPCSEOptions, DPSCSEOptions, solve_cse, solve_dmap_cse, solve_dps_cse  # noqa: I001
+from dmap.solvers.dmap import DMAPOptions, solve_dmap
 from dmap.solvers.dps import DPSOptions, solve_dps  # noqa: I001  (registration order: the listing order)
 from dmap.solvers.dsg import DSGOptions, solve_dsg
-from dmap.solvers.dmap import DMAPOptions, solve_dmap
-from dmap.solvers.cse import DMAPCSEOptions, DPSCSEOptions, solve_cse, solve_dmap_cse, solve_dps_cse  # noqa: I001
 
-__all__ = ["METHODS", "Method", "Options", "DPSOptions", "DSGOptions", "DMAPOptions", "DPSCSEOptions",
-           "DMAPCSEOptions", "DivergenceError", "NonFiniteError", "SolveError", "get_method", "project_to_sphere", "register",
-           "solve_cse", "solve_dmap", "solve_dmap_cse", "solve_dps", "solve_dps_cse", "solve_dsg"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "Options",
+    "DPSOptions",
+    "DSGOptions",
+    "DMAPOptions",
+    "DPSCSEOptions",
+    "DMAPCSEOptions",
+    "DivergenceError",
+    "NonFiniteError",
+    "SolveError",
+    "get_method",
+    "project_to_sphere",
+    "register",
+    "solve_cse",
+    "solve_dmap",
+    "solve_dmap_cse",
+    "solve_dps",
+    "solve_dps_cse",
+    "solve_dsg",
+]

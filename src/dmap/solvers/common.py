@@ -39,9 +39,7 @@ def residual_norm(operator: Operator, y: Tensor, x0_hat: Tensor, clamp: bool = T
     return (y - operator.A(x0)).reshape(y.shape[0], -1).norm(dim=1)
 
 
-def measurement_grad(
-    x: Tensor, x0_hat: Tensor, operator: Operator, y: Tensor, clamp: bool = True
-) -> tuple[Tensor, Tensor]:
+def measurement_grad(x: Tensor, x0_hat: Tensor, operator: Operator, y: Tensor, clamp: bool = True) -> tuple[Tensor, Tensor]:
     """``g = grad_x sum_i L_i`` (so ``g_i = grad_{x_i} L_i``: samples stay independent)
     and the residual norms ``L [B]``; ``x0_hat`` must be a differentiable function of ``x``."""
     residual = residual_norm(operator, y, x0_hat, clamp)
@@ -72,8 +70,10 @@ def check_state(x: Tensor, method: str, step: int, t: int, step_size: float) -> 
     rms = flat.pow(2).mean(1).sqrt()
     if (rms > DIVERGED_RMS).any():
         bad = (rms > DIVERGED_RMS).nonzero().flatten().tolist()
-        raise DivergenceError(f"{method}: diverged {where}: samples {bad} reached an RMS of {float(rms.max()):.3g} "
-                              f"(images lie in [-1, 1]); try a smaller step size")
+        raise DivergenceError(
+            f"{method}: diverged {where}: samples {bad} reached an RMS of {float(rms.max()):.3g} "
+            f"(images lie in [-1, 1]); try a smaller step size"
+        )
 
 
 def residual_rms(operator: Operator, y: Tensor, x0: Tensor) -> Tensor:

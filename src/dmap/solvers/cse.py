@@ -50,8 +50,9 @@ class DMAPCSEOptions(_Guided, DMAPOptions):
 
 
 def _with_cse(solver):
-    def solve_with_cse(prior: Prior, operator: Operator, y: Tensor, options, *, cse: CSE,
-                       generator: Generators = None, callback: Callback = None) -> Tensor:
+    def solve_with_cse(
+        prior: Prior, operator: Operator, y: Tensor, options, *, cse: CSE, generator: Generators = None, callback: Callback = None
+    ) -> Tensor:
         conditioned = cse.conditioned(operator, y)
         if options.guide == "cse":
             return solver(conditioned, operator, y, options, generator=generator, callback=callback)
@@ -66,16 +67,51 @@ solve_dps_cse = _with_cse(solve_dps)
 solve_dmap_cse = _with_cse(solve_dmap)
 
 
-def solve_cse(prior: Prior, operator: Operator, y: Tensor, options: Options = Options(), *, cse: CSE,
-              generator: Generators = None, callback: Callback = None) -> Tensor:
+def solve_cse(
+    prior: Prior,
+    operator: Operator,
+    y: Tensor,
+    options: Options = Options(),
+    *,
+    cse: CSE,
+    generator: Generators = None,
+    callback: Callback = None,
+) -> Tensor:
     """Sample ``p(x | y)`` with the estimator's reverse process alone (no likelihood step)."""
-    return sample_prior(cse.conditioned(operator, y), y.shape[0], steps=options.steps, eta=options.eta,
-                        generator=generator, callback=callback)
+    return sample_prior(
+        cse.conditioned(operator, y), y.shape[0], steps=options.steps, eta=options.eta, generator=generator, callback=callback
+    )
 
 
-register(Method("cse", solve_cse, Options, "reverse process of the conditional score estimator alone "
-                "(Xu et al. 2025)", linear_only=True, uses_cse=True))
-register(Method("dps+cse", solve_dps_cse, DPSCSEOptions, "DPS with the conditional score estimator for the prior "
-                "step", linear_only=True, base="dps", uses_cse=True))
-register(Method("dmap+cse", solve_dmap_cse, DMAPCSEOptions, "DMAP with the conditional score estimator for the "
-                "prior step", linear_only=True, base="dmap", uses_cse=True))
+register(
+    Method(
+        "cse",
+        solve_cse,
+        Options,
+        "reverse process of the conditional score estimator alone (Xu et al. 2025)",
+        linear_only=True,
+        uses_cse=True,
+    )
+)
+register(
+    Method(
+        "dps+cse",
+        solve_dps_cse,
+        DPSCSEOptions,
+        "DPS with the conditional score estimator for the prior step",
+        linear_only=True,
+        base="dps",
+        uses_cse=True,
+    )
+)
+register(
+    Method(
+        "dmap+cse",
+        solve_dmap_cse,
+        DMAPCSEOptions,
+        "DMAP with the conditional score estimator for the prior step",
+        linear_only=True,
+        base="dmap",
+        uses_cse=True,
+    )
+)

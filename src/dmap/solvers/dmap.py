@@ -62,8 +62,7 @@ def solve_dmap(
 ) -> Tensor:
     """Solve ``y = A(x) + n`` with DMAP; returns ``x0 [B, C, H, W]`` in [-1, 1].
     ``step_prior`` (default ``prior``) gives the x0_hat of the prior step."""
-    steps, step_size, inner_steps, eta, clamp = (options.steps, options.step_size, options.inner_steps,
-                                                 options.eta, options.clamp)
+    steps, step_size, inner_steps, eta, clamp = (options.steps, options.step_size, options.inner_steps, options.eta, options.clamp)
     schedule = prior.schedule
     n = math.prod(prior.shape)
     x = randn((y.shape[0], *prior.shape), generator, y)

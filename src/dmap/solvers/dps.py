@@ -61,8 +61,16 @@ def solve_dps(
             x = mu + sigma * randn(x.shape, generator, x) - step_size * g
         check_state(x, "dps", i, t, step_size)
         if callback is not None:
-            callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach(), "residual": residual,
-                      "grad_norm": g.reshape(len(g), -1).norm(dim=1)})
+            callback(
+                {
+                    "step": i,
+                    "t": t,
+                    "x": x,
+                    "x0_hat": x0_hat.detach(),
+                    "residual": residual,
+                    "grad_norm": g.reshape(len(g), -1).norm(dim=1),
+                }
+            )
     return x.detach().clamp(-1, 1)
 
 

@@ -53,8 +53,13 @@ def solve_dsg(
     callback: Callback = None,
 ) -> Tensor:
     """Solve ``y = A(x) + n`` with DSG; returns ``x0 [B, C, H, W]`` in [-1, 1]."""
-    steps, guidance_rate, interval, eta, clamp = (options.steps, options.guidance_rate, options.interval,
-                                                  options.eta, options.clamp)
+    steps, guidance_rate, interval, eta, clamp = (
+        options.steps,
+        options.guidance_rate,
+        options.interval,
+        options.eta,
+        options.clamp,
+    )
     schedule = prior.schedule
     n = math.prod(prior.shape)
     x = randn((y.shape[0], *prior.shape), generator, y)

@@ -16,7 +16,12 @@ from dmap.solvers.common import Callback
 
 @torch.no_grad()
 def sample_prior(
-    prior: Prior, n: int, *, steps: int = 250, eta: float = 1.0, generator: Generators = None,
+    prior: Prior,
+    n: int,
+    *,
+    steps: int = 250,
+    eta: float = 1.0,
+    generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
     """``n`` samples ``[n, C, H, W]`` in [-1, 1] from ``prior`` with ``steps`` reverse steps."""
