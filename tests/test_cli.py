@@ -155,7 +155,7 @@ BAD = [
     (["restore", "{digit}", "--task", "sr4", "--method", "dps+cse", "--guide", "both"], "invalid choice"),
     (["train-cse", "--task", "phase-retrieval", "--out", "{missing}.safetensors"], "linear task"),
     (["train-cse", "--task", "sr4", "--out", "{notimage}"], ".safetensors"),
-    (["train-cse", "--task", "sr4", "--prior", "gmm-mnist", "--out", "{missing}.safetensors"], "no network"),
+    (["train-cse", "--task", "sr4", "--prior", "gmm-mnist", "--out", "{missing}.safetensors"], "has no dmap UNet"),
     (["restore", "{digit}", "--method", "dps"], "--task"),
     (["demo", "--images", "0"], "--images"),
     (["frobnicate"], "invalid choice"),

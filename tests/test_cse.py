@@ -5,7 +5,8 @@ from dmap import METHODS, load_prior, resolve_options, solve
 from dmap.cse import CSE, AdapterMeta, adapter_for, condition, find_cse, load_cse
 from dmap.data import mnist
 from dmap.operators import TASKS, make_task
-from dmap.priors.unet import UNet, UNetPrior
+from dmap.priors.network import NetworkPrior
+from dmap.priors.unet import UNet
 from dmap.rng import sample_generators, seeded
 from dmap.schedule import Schedule
 from dmap.train import MNIST_ARCHITECTURE, train_cse
@@ -20,19 +21,19 @@ OPTIONS = {
 }
 
 
-def fresh_cse(prior: UNetPrior, task: str = "sr4") -> CSE:
+def fresh_cse(prior: NetworkPrior, task: str = "sr4") -> CSE:
     """An untrained adapter (equal to the prior) for ``task``."""
     return CSE(prior, adapter_for(prior), AdapterMeta(task, prior.name, prior.fingerprint(), 0.05))
 
 
-def tiny_prior(seed: int = 0, name: str = "tiny") -> UNetPrior:
+def tiny_prior(seed: int = 0, name: str = "tiny") -> NetworkPrior:
     """A small random UNet whose output layer is not zero (so the adapter can act)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         net = UNet(TINY)
         for p in net.out.parameters():
             torch.nn.init.normal_(p, std=0.05)
-    return UNetPrior(net.eval(), Schedule.linear(), (1, 32, 32), name)
+    return NetworkPrior(net.eval(), Schedule.linear(), (1, 32, 32), name)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ def test_at_initialization_the_estimator_is_the_prior_exactly():
 
 def test_adapter_is_at_most_half_the_prior():
     net = UNet(MNIST_ARCHITECTURE)
-    prior = UNetPrior(net, Schedule.linear(), (1, 32, 32), "m")
+    prior = NetworkPrior(net, Schedule.linear(), (1, 32, 32), "m")
     n_adapter = sum(p.numel() for p in adapter_for(prior).parameters())
     assert n_adapter <= 0.5 * sum(p.numel() for p in net.parameters())
 

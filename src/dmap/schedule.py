@@ -24,14 +24,15 @@ from torch import Tensor
 
 from dmap.config import Config
 
-KINDS = ("linear", "cosine")
+KINDS = ("linear", "scaled_linear", "cosine")
 
 
 @dataclass(frozen=True)
 class ScheduleConfig(Config):
     """What defines a schedule, saved with every prior: ``kind`` (``linear``: betas from
-    ``beta_start`` to ``beta_end``; ``cosine``: Nichol & Dhariwal's with offset ``s``)
-    and the number of steps ``T``."""
+    ``beta_start`` to ``beta_end``; ``scaled_linear``: linear in ``sqrt(beta)``, as Stable
+    Diffusion's; ``cosine``: Nichol & Dhariwal's with offset ``s``) and the number of
+    steps ``T``."""
 
     kind: str = "linear"
     T: int = 1000
@@ -49,6 +50,8 @@ class ScheduleConfig(Config):
         """The betas in float64, length ``T``."""
         if self.kind == "linear":
             return torch.linspace(self.beta_start, self.beta_end, self.T, dtype=torch.float64)
+        if self.kind == "scaled_linear":
+            return torch.linspace(self.beta_start**0.5, self.beta_end**0.5, self.T, dtype=torch.float64) ** 2
         f = torch.cos((torch.arange(self.T + 1, dtype=torch.float64) / self.T + self.s) / (1 + self.s) * math.pi / 2) ** 2
         return torch.clamp(1 - f[1:] / f[:-1], max=0.999)
 

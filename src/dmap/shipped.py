@@ -12,11 +12,13 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from dmap.priors.base import Prior
 from dmap.priors.gmm import GaussianMixture, GMMPrior, fit_mixture
-from dmap.priors.unet import UNetPrior, load_unet_prior
+from dmap.priors.network import NetworkPrior
+from dmap.priors.unet import load_unet_prior
 from dmap.schedule import Schedule
 from dmap.utils import WeightsError, load_safetensors, save_safetensors, short_sha256
 
@@ -35,7 +37,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DMAP_CACHE_DIR") or Path.home() / ".cache" / "dmap")
 
 
-def load_mnist() -> UNetPrior:
+def load_mnist() -> NetworkPrior:
     """``mnist``: the shipped UNet trained on the bundled train digits."""
     return load_unet_prior(asset("mnist.safetensors"), name="mnist")
 
@@ -64,14 +66,61 @@ PRIORS: dict[str, tuple[Callable[[], Prior], str]] = {
 DEFAULT_PRIOR = "mnist"
 
 
-def load_prior(name: str = DEFAULT_PRIOR) -> Prior:
-    """A shipped prior by name (see ``PRIORS``), or a UNet trained with ``dmap train``
-    from its ``.safetensors`` path (its ``.json`` description beside it)."""
-    if name.endswith(".safetensors"):
-        return load_unet_prior(name).eval()
-    if name not in PRIORS:
-        raise ValueError(f"unknown prior {name!r}; choose from {', '.join(PRIORS)} or a .safetensors file")
-    return PRIORS[name][0]().eval()
+# the forms a prior can be named in, besides the shipped names (for --help and dmap list)
+PRIOR_FORMS = {
+    "FILE.safetensors": "a UNet trained with dmap train (its .json beside it)",
+    "adm-ffhq256=FILE": "guided-diffusion ADM checkpoint with the DPS FFHQ-256 flags (ffhq_10m.pt), 3 x 256 x 256",
+    "adm-imagenet256=FILE": "guided-diffusion ADM checkpoint with the ImageNet-256 unconditional flags "
+    "(256x256_diffusion_uncond.pt), 3 x 256 x 256",
+    "adm=FLAGS.json=FILE": "guided-diffusion ADM checkpoint with the flags in a JSON file",
+    "FOLDER": "a local diffusers folder with a UNet2DModel and its scheduler (needs dmap[diffusers])",
+}
+
+
+def prior_form(spec: str) -> str:
+    """Which form ``spec`` names a prior in: ``shipped``, ``unet``, ``adm`` or
+    ``diffusers``; ``ValueError`` listing the forms otherwise (nothing is loaded)."""
+    from dmap.priors.adm import ADM_CONFIGS
+
+    head, eq, _ = spec.partition("=")
+    if spec in PRIORS:
+        return "shipped"
+    if eq and (head in ADM_CONFIGS or head == "adm"):
+        return "adm"
+    if not eq and spec.endswith(".safetensors"):
+        return "unet"
+    if not eq and Path(spec).is_dir():
+        return "diffusers"
+    forms = ", ".join([*PRIORS, *PRIOR_FORMS])
+    raise ValueError(f"unknown prior {spec!r}; name one of: {forms}")
+
+
+def load_prior(name: str = DEFAULT_PRIOR, *, device: str | torch.device | None = None,
+               dtype: str | torch.dtype | None = None) -> Prior:  # fmt: skip
+    """The prior named ``name`` (a shipped name or one of :data:`PRIOR_FORMS`), in eval
+    mode on ``device``; ``dtype`` (float32, bfloat16, float16) is the precision the
+    network runs in under autocast (the solvers' arithmetic stays float32)."""
+    from dmap.priors.adm import load_adm_prior, read_flags
+    from dmap.priors.diffusers import load_diffusers_prior
+    from dmap.priors.network import parse_dtype
+
+    form, dt = prior_form(name), parse_dtype(dtype)
+    if form == "shipped":
+        prior = PRIORS[name][0]()
+    elif form == "unet":
+        prior = load_unet_prior(name)
+    elif form == "diffusers":
+        prior = load_diffusers_prior(name, dtype=dt)
+    else:
+        head, _, rest = name.partition("=")
+        flags, path = rest.split("=", 1) if head == "adm" and rest.count("=") else (head, rest)
+        if head == "adm" and flags == head:
+            raise ValueError(f"{name}: give adm=FLAGS.json=FILE")
+        label = Path(flags).stem if head == "adm" else head  # the name presets are looked up by
+        prior = load_adm_prior(path, read_flags(flags) if head == "adm" else head, name=label, dtype=dt)
+    if isinstance(prior, NetworkPrior):
+        prior.dtype = dt
+    return prior.to(device or "cpu").eval()
 
 
 def shipped_cse(reference: bool = False) -> dict[tuple[str, str], Path]:
@@ -92,12 +141,16 @@ def train_images(n: int) -> Tensor:
     return train[torch.randperm(len(train), generator=seeded(TUNING_SEED))[:n]]
 
 
-def tuning_problem(prior: Prior, task_name: str, n: int, sigma_y: float | None = None):
+def tuning_problem(prior: Prior, task_name: str, n: int, sigma_y: float | None = None, data: str | None = None):
     """``(task, x, y)``: the task (operator from ``TASK_SEED``), ``n`` tuning digits
-    (:func:`train_images`) and their measurements."""
+    (:func:`train_images`) or images of the folder ``data``, and their measurements."""
+    from dmap.data import folder_spread
     from dmap.operators import DEFAULT_SIGMA_Y, make_task
     from dmap.rng import sample_generators, seeded
 
-    x = train_images(n)
+    x = folder_spread(data, n)[0] if data else train_images(n)
+    if tuple(x.shape[1:]) != tuple(prior.shape):
+        raise ValueError(f"the tuning images are {tuple(x.shape[1:])}, prior {prior.name} expects {prior.shape}"
+                         + ("; give --data FOLDER with images of that shape" if not data else ""))  # fmt: skip
     task = make_task(task_name, prior.shape, sigma_y=DEFAULT_SIGMA_Y if sigma_y is None else sigma_y, generator=seeded(TASK_SEED))
     return task, x, task.simulate(x, generator=sample_generators(TASK_SEED + 1, n))

@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from dmap.operators.tasks import DEFAULT_SIGMA_Y, make_task
-from dmap.priors.unet import PriorConfig, UNet, UNetConfig, UNetPrior
+from dmap.priors.network import NetworkPrior
+from dmap.priors.unet import PriorConfig, UNet, UNetConfig
 from dmap.schedule import Schedule
 from dmap.utils import atomic_path, frozen, save_safetensors, seeded_init, short_sha256, write_json_atomic
 
@@ -178,7 +179,7 @@ def train_prior(
 
 
 def train_cse(
-    prior: UNetPrior,
+    prior: NetworkPrior,
     task: str,
     data: Tensor,
     indices: list[int],

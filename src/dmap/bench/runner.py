@@ -25,7 +25,7 @@ import dmap
 from dmap.api import run_method
 from dmap.bench.specs import BenchConfig, BenchError, parse_method
 from dmap.bench.store import MANIFEST, append_rows, outputs_path, read_store, row_key, save_outputs
-from dmap.data import mnist_spread
+from dmap.data import folder_spread, mnist_spread
 from dmap.metrics import psnr, ssim
 from dmap.operators.tasks import Task
 from dmap.presets import load_presets, resolve_options
@@ -63,7 +63,13 @@ class Bench:
         self.device = torch.device(device)
         self._tasks: dict[str, tuple[Task, torch.Tensor]] = {}
         self._cse: dict[tuple, object] = {}
-        self.x, ids = mnist_spread(config.images, config.split)
+        try:
+            if config.data:
+                self.x, ids, self.names = folder_spread(config.data, config.images)
+            else:
+                (self.x, ids), self.names = mnist_spread(config.images, config.split), None
+        except (ValueError, FileNotFoundError) as e:
+            raise BenchError(f"--data {config.data}: {e}") from None
         self.ids = ids.tolist()
 
     @classmethod
@@ -81,7 +87,7 @@ class Bench:
     @cached_property
     def prior(self):
         try:
-            return dmap.load_prior(self.config.prior).to(self.device)
+            return dmap.load_prior(self.config.prior, device=self.device, dtype=self.config.dtype)
         except (ValueError, OSError) as e:
             raise BenchError(str(e)) from None
 
@@ -113,9 +119,13 @@ class Bench:
     @cached_property
     def manifest(self) -> dict:
         c = self.config
+        if tuple(self.x.shape[1:]) != tuple(self.prior.shape):
+            raise BenchError(f"the images are {tuple(self.x.shape[1:])}, prior {c.prior} expects {self.prior.shape}"
+                             + ("; give --data FOLDER with images of that shape" if not c.data else ""))  # fmt: skip
         return {
             "config": c.to_dict(),
             "image_ids": self.ids,
+            "image_files": self.names,
             "seeds": {"task": [c.seed], "noise": [c.seed + 1, "image id"], "sampler": [c.seed + 2, "image id"]},
             "sigma_y": c.sigma_y,
             "prior": {"name": self.prior.name, "fingerprint": self.prior.fingerprint()},

@@ -71,7 +71,9 @@ def parse_method(spec: str) -> tuple[str, dict, str | None]:
 class BenchConfig(Config):
     """What to run.  ``methods`` are specs (:func:`parse_method`); ``nfe`` the budgets in
     network evaluations per image (each method's steps are the most that fit);
-    ``threads`` the torch threads of every worker (results depend on it, bit for bit)."""
+    ``threads`` the torch threads of every worker (results depend on it, bit for bit);
+    ``data`` a folder of images to use instead of the bundled digits (``split`` then
+    does not apply); ``dtype`` the precision of the network."""
 
     prior: str
     tasks: tuple[str, ...]
@@ -84,6 +86,8 @@ class BenchConfig(Config):
     batch_size: int = 16
     presets: str | None = None
     threads: int = 1
+    data: str | None = None
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.images < 1 or self.batch_size < 1 or self.threads < 1 or min(self.nfe, default=0) < 1:

@@ -10,6 +10,7 @@ import dmap
 from dmap.cli.common import (
     OutputFolder,
     UsageError,
+    add_device,
     add_prior,
     add_threads,
     check_names,
@@ -18,13 +19,18 @@ from dmap.cli.common import (
     nonnegative,
     positive_int,
 )
-from dmap.operators import DEFAULT_SIGMA_Y
+from dmap.operators import DEFAULT_SIGMA_Y, Task
 from dmap.presets import PresetError, read_preset_file, resolve_options, write_preset
 from dmap.shipped import PRIORS
 from dmap.solvers import METHODS
 
 
 def add_parsers(sub) -> None:
+    _bench_parser(sub)
+    _tune_parser(sub)
+
+
+def _bench_parser(sub) -> None:
     b = sub.add_parser(
         "bench",
         help="run a task x method grid on test digits: resumable, shardable, with a report",
@@ -48,13 +54,27 @@ def add_parsers(sub) -> None:
     )
     b.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
     b.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
+    b.add_argument(
+        "--data",
+        metavar="FOLDER",
+        help="images of this folder instead of the bundled digits "
+        "(--images of them, evenly spaced over the sorted names; they must fit the prior)",
+    )
     b.add_argument("--workers", type=positive_int, default=1, help="processes sharing the work (1)")
     add_threads(b)
     b.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    b.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="precision of the network (autocast; float32)",
+    )
     b.add_argument("--out", required=True, help="the benchmark folder")
     b.add_argument("--json", action="store_true", help="print the summary cells as JSON")
     b.set_defaults(func=cmd_bench)
 
+
+def _tune_parser(sub) -> None:
     t = sub.add_parser(
         "tune",
         help="search a method's step size on train digits and write a preset file",
@@ -73,7 +93,9 @@ def add_parsers(sub) -> None:
         "--around", metavar="PRIOR", help="a local search around this prior's presets (x1/3, x1, x3, widened at an edge; K kept)"
     )
     t.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one)")
+    t.add_argument("--data", metavar="FOLDER", help="tune on --images images of this folder (default: train digits)")
     add_threads(t)
+    add_device(t)
     t.add_argument("--out", required=True, metavar="FILE", help="preset file to write (JSON)")
     t.add_argument("--json", action="store_true", help="print the trials and the choice as JSON")
     t.set_defaults(func=cmd_tune)
@@ -100,6 +122,8 @@ def cmd_bench(args) -> int:
             args.batch_size,
             args.presets,
             args.threads,
+            args.data,
+            args.dtype,
         )
         out = OutputFolder.prepare(args.out)
         summary = run_bench(config, out, workers=args.workers, device=args.device)
@@ -129,8 +153,12 @@ def cmd_tune(args) -> int:
         except PresetError as e:
             raise UsageError(f"--out {out}: exists and is not a valid preset file ({e})") from None
     OutputFolder.prepare(out.parent or ".")
-    prior = load_prior_or_usage(args.prior)
-    task, x, y = tuning_problem(prior, args.task, args.images)
+    prior = load_prior_or_usage(args.prior, args)
+    try:
+        task, x, y = tuning_problem(prior, args.task, args.images, data=args.data)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    task, x, y = Task(task.name, task.operator.to(prior.device), task.sigma_y), x.to(prior.device), y.to(prior.device)
     cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
     around = resolve_options(args.method, args.around, args.task) if args.around else None
 
@@ -145,7 +173,10 @@ def cmd_tune(args) -> int:
     chosen, trials = tune(prior, task, args.method, x, y, nfe=args.nfe, around=around, log=show, cse=cse)
     command = (
         f"dmap tune --prior {args.prior} --task {args.task} --method {args.method} --images {args.images} "
-        f"--nfe {args.nfe}" + f" --around {args.around}" * bool(args.around) + f" --cse {args.cse}" * bool(args.cse)
+        f"--nfe {args.nfe}"
+        + f" --around {args.around}" * bool(args.around)
+        + f" --cse {args.cse}" * bool(args.cse)
+        + f" --data {args.data}" * bool(args.data)
     )
     note = (
         f"{command}: {args.images} train digits, {args.nfe} network evaluations per image, best mean PSNR "

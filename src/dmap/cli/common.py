@@ -19,7 +19,7 @@ import torch
 import dmap
 from dmap.bench.specs import BenchError, parse_assignments
 from dmap.progress import progress_bar  # noqa: F401  (re-exported for the subcommands)
-from dmap.shipped import DEFAULT_PRIOR, PRIORS
+from dmap.shipped import DEFAULT_PRIOR, PRIOR_FORMS, PRIORS, prior_form
 from dmap.solvers import METHODS
 from dmap.utils import WeightsError
 
@@ -31,7 +31,7 @@ THREADS_HELP = (
     "torch threads (default 1: on the 32 x 32 priors a second thread gains ~1.3x on an idle machine "
     "and loses ~3x when another process keeps a core busy)"
 )
-PRIOR_HELP = f"one of: {', '.join(PRIORS)} (default {DEFAULT_PRIOR}), or weights from dmap train (.safetensors)"
+PRIOR_HELP = f"one of: {', '.join([*PRIORS, *PRIOR_FORMS])} (default {DEFAULT_PRIOR}; see dmap list)"
 
 
 class UsageError(Exception):
@@ -75,13 +75,22 @@ def add_prior(parser: argparse.ArgumentParser, default: str = DEFAULT_PRIOR) -> 
     parser.add_argument("--prior", default=default, help=PRIOR_HELP.replace(f"default {DEFAULT_PRIOR}", f"default {default}"))
 
 
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="where the network runs: cpu, cuda, cuda:1, mps (default: cpu)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                        help="precision of the network (autocast); the solver's arithmetic stays float32 (float32)")  # fmt: skip
+
+
 def check_names(prior: str | None = None, task: str | None = None, method: str | None = None) -> None:
     """Refuse an unknown prior, task or method, naming the choices."""
-    for kind, name, table in (("prior", prior, PRIORS), ("task", task, dmap.TASKS), ("method", method, METHODS)):
-        if name is not None and name not in table and not (kind == "prior" and name.endswith(".safetensors")):
-            raise UsageError(
-                f"unknown {kind} {name!r}; choose from {', '.join(table)}" + " or a .safetensors file" * (kind == "prior")
-            )
+    if prior is not None:
+        try:
+            prior_form(prior)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    for kind, name, table in (("task", task, dmap.TASKS), ("method", method, METHODS)):
+        if name is not None and name not in table:
+            raise UsageError(f"unknown {kind} {name!r}; choose from {', '.join(table)}")
 
 
 def option_overrides(items: list[str] | None) -> dict:
@@ -123,11 +132,15 @@ class OutputFolder:
         cls.made.clear()
 
 
-def load_prior_or_usage(name: str):
+def load_prior_or_usage(name: str, args: argparse.Namespace | None = None):
+    """The prior ``name`` on ``args.device`` with ``args.dtype`` (when the command has them)."""
+    device, dtype = getattr(args, "device", None), getattr(args, "dtype", None)
     try:
-        return dmap.load_prior(name)
+        return dmap.load_prior(name, device=device, dtype=dtype)
     except (WeightsError, ValueError) as e:
         raise UsageError(str(e)) from None
+    except RuntimeError as e:  # e.g. an unavailable device
+        raise UsageError(f"prior {name} on device {device}: {str(e).splitlines()[0]}") from None
 
 
 def load_cse_or_usage(prior, task, path: str | None):

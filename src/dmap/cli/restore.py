@@ -14,6 +14,7 @@ import dmap
 from dmap.cli.common import (
     OutputFolder,
     UsageError,
+    add_device,
     add_prior,
     add_threads,
     check_names,
@@ -27,16 +28,20 @@ from dmap.cli.common import (
 )
 from dmap.data import list_images, load_image, mnist_spread, save_image
 from dmap.metrics import psnr, ssim
-from dmap.operators import DEFAULT_SIGMA_Y
+from dmap.operators import DEFAULT_SIGMA_Y, Task
 from dmap.presets import PresetError, load_presets, resolve_options
 from dmap.rng import seeded
-from dmap.shipped import PAPER_TASKS, PRIORS
+from dmap.shipped import PAPER_TASKS, PRIOR_FORMS, PRIORS
 from dmap.solvers import METHODS
 
 
 def add_parsers(sub) -> None:
     sub.add_parser("list", help="list the priors, tasks and methods, one line each").set_defaults(func=cmd_list)
+    _restore_parser(sub)
+    _demo_parser(sub)
 
+
+def _restore_parser(sub) -> None:
     r = sub.add_parser(
         "restore",
         help="simulate a measurement of each clean INPUT image and restore it",
@@ -79,10 +84,13 @@ def add_parsers(sub) -> None:
         help="convert inputs to the prior's shape (channels, size) instead of refusing; says what it did",
     )
     add_threads(r)
+    add_device(r)
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--json", action="store_true", help="print one JSON object per input")
     r.set_defaults(func=cmd_restore)
 
+
+def _demo_parser(sub) -> None:
     d = sub.add_parser(
         "demo",
         help="restore bundled test digits on the five paper tasks with DPS and DMAP",
@@ -99,6 +107,8 @@ def add_parsers(sub) -> None:
 
 def cmd_list(args) -> int:
     for name, (_, desc) in PRIORS.items():
+        print(f"prior   {name:16s} {desc}")
+    for name, desc in PRIOR_FORMS.items():
         print(f"prior   {name:16s} {desc}")
     for name, (_, desc) in dmap.TASKS.items():
         print(f"task    {name:16s} {desc}")
@@ -149,6 +159,8 @@ def _solve_all(args, prior, task, y, options, keys, cse) -> tuple[list[tuple[int
     """Every (input, sample) as one independent problem whose generators depend on the
     seed and the input's content, so an image gives the same result alone or in a folder."""
     items = [(i, k) for i in range(len(y)) for k in range(args.samples)]
+    device = prior.device
+    task = Task(task.name, task.operator.to(device), task.sigma_y)
     results = torch.empty(len(items), *prior.shape)
     seconds = torch.empty(len(items))
     bar = progress_bar(options.steps * math.ceil(len(items) / args.batch_size), f"{args.method} {args.task}")
@@ -160,12 +172,12 @@ def _solve_all(args, prior, task, y, options, keys, cse) -> tuple[list[tuple[int
                 args.method,
                 prior,
                 task,
-                y[[i for i, _ in chunk]],
+                y[[i for i, _ in chunk]].to(device),
                 options,
                 cse=cse,
                 generator=[seeded(args.seed, 2, keys[i], k) for i, k in chunk],
                 callback=lambda info: bar.update(1),
-            )
+            ).cpu()
             seconds[start : start + len(chunk)] = (time.perf_counter() - t0) / len(chunk)
     finally:
         bar.close()
@@ -224,7 +236,7 @@ def cmd_restore(args) -> int:
     check_names(args.prior, args.task, args.method)
     options = _options(args)
     out = OutputFolder.prepare(args.out)
-    prior = load_prior_or_usage(args.prior)
+    prior = load_prior_or_usage(args.prior, args)
     task = dmap.make_task(args.task, prior.shape, sigma_y=args.sigma_y, generator=seeded(args.seed))
     cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
     paths, batch = _load_inputs(args, prior, task.operator)

@@ -12,6 +12,7 @@ import dmap
 from dmap.cli.common import (
     OutputFolder,
     UsageError,
+    add_device,
     add_prior,
     add_threads,
     check_names,
@@ -83,6 +84,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--out", required=True, help="grid image to write, e.g. grid.png")
     s.add_argument("--npz", help="also write the raw samples ([n, C, H, W] float32 in [-1, 1]) to this .npz")
     add_threads(s)
+    add_device(s)
     s.set_defaults(func=cmd_sample)
 
 
@@ -138,7 +140,7 @@ def _run_training(train: Callable[..., Path], desc: str, *args, steps: int, **kw
 
 
 def cmd_train_cse(args) -> int:
-    from dmap.priors import UNetPrior
+    from dmap.cse import check_adaptable
     from dmap.train import train_cse
 
     check_names(args.prior, args.task)
@@ -151,8 +153,10 @@ def cmd_train_cse(args) -> int:
     if args.images > len(train):
         raise UsageError(f"--images {args.images}: the train split has {len(train)} digits")
     prior = load_prior_or_usage(args.prior)
-    if not isinstance(prior, UNetPrior):
-        raise UsageError(f"prior {args.prior} has no network to adapt; use a network prior such as mnist")
+    try:
+        check_adaptable(prior)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     if not dmap.make_task(args.task, prior.shape).operator.linear:
         raise UsageError(f"the conditional score estimator needs a linear task; {args.task} is not")
     data, ids = mnist_spread(args.images, "train")
@@ -185,7 +189,7 @@ def cmd_sample(args) -> int:
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise UsageError(f"--out {out}: give an image path ending in .png or .jpg")
     OutputFolder.prepare(out.parent)
-    prior = load_prior_or_usage(args.prior)
+    prior = load_prior_or_usage(args.prior, args)
     if not 1 <= args.steps <= prior.schedule.T:
         raise UsageError(f"--steps must be in [1, {prior.schedule.T}], got {args.steps}")
     bar = progress_bar(args.steps, f"sample {args.prior}")
@@ -196,7 +200,7 @@ def cmd_sample(args) -> int:
         eta=args.eta,
         generator=sample_generators(args.seed, args.n),
         callback=lambda info: bar.update(1),
-    )
+    ).cpu()
     bar.close()
     cols = math.ceil(math.sqrt(args.n))
     grid([list(x[i : i + cols]) for i in range(0, args.n, cols)], out, cell=32, pad=1)

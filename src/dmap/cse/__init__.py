@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dmap.cse.adapter import CSE, Adapter, AdapterMeta, ConditionedPrior, adapter_for, condition, load_cse
+from dmap.cse.adapter import (
+    CSE,
+    Adapter,
+    AdapterMeta,
+    ConditionedPrior,
+    adapter_for,
+    check_adaptable,
+    condition,
+    load_cse,
+)
 from dmap.priors.base import Prior
 from dmap.shipped import shipped_cse
 
@@ -38,6 +47,7 @@ __all__ = [
     "AdapterMeta",
     "ConditionedPrior",
     "adapter_for",
+    "check_adaptable",
     "condition",
     "find_cse",
     "get_cse",

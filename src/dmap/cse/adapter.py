@@ -28,7 +28,8 @@ from torch import Tensor, nn
 from dmap.config import Config, ConfigError
 from dmap.operators.base import LinearOperator, Operator
 from dmap.priors.base import Prior
-from dmap.priors.unet import UNet, UNetPrior, _zero
+from dmap.priors.network import NetworkPrior
+from dmap.priors.unet import UNet, _zero
 from dmap.utils import WeightsError, load_safetensors, load_state, read_json, save_safetensors, write_json_atomic
 
 
@@ -94,7 +95,7 @@ class CSE(nn.Module):
     The prior is held, not owned: it is no submodule, so ``cse.eval()`` or
     ``cse.requires_grad_(False)`` leave the caller's prior as it is."""
 
-    def __init__(self, prior: UNetPrior, adapter: Adapter, meta: AdapterMeta) -> None:
+    def __init__(self, prior: NetworkPrior, adapter: Adapter, meta: AdapterMeta) -> None:
         super().__init__()
         self.__dict__["prior"] = prior  # not registered as a submodule (see above)
         self.adapter = adapter
@@ -152,7 +153,17 @@ class ConditionedPrior(Prior):
         return self.cse.eps(x_t, t, self.cond)
 
 
-def adapter_for(prior: UNetPrior) -> Adapter:
+def check_adaptable(prior: Prior) -> None:
+    """``ValueError`` unless ``prior`` runs the library's own :class:`UNet` (the adapter
+    copies its contracting path)."""
+    if not (isinstance(prior, NetworkPrior) and isinstance(prior.net, UNet)):
+        raise ValueError(
+            f"prior {prior.name!r} has no dmap UNet to adapt; the conditional score estimator needs "
+            "the shipped mnist prior or one trained with dmap train"
+        )
+
+
+def adapter_for(prior: NetworkPrior) -> Adapter:
     """A fresh adapter for ``prior`` (the condition has twice the image channels)."""
     return Adapter(prior.net, 2 * prior.shape[0])
 
@@ -161,8 +172,7 @@ def load_cse(prior: Prior, path: str | Path, task: str | None = None, sigma_y: f
     """Load the adapter at ``path`` (``.safetensors`` with its ``.json``) onto ``prior``;
     checks that it was trained on this prior (and for ``task`` and ``sigma_y`` when given).
     Raises :class:`WeightsError` on an unreadable file, ``ValueError`` on a mismatch."""
-    if not isinstance(prior, UNetPrior):
-        raise ValueError(f"a conditional score estimator needs a network prior; {prior.name!r} is not one")
+    check_adaptable(prior)
     path = Path(path)
     state = load_safetensors(path, "adapter weights file")
     desc = path.with_suffix(".json")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmap.config import Config, ConfigError
-from dmap.priors.base import Prior
+from dmap.priors.network import NetworkPrior
 from dmap.schedule import Schedule, ScheduleConfig
 from dmap.utils import WeightsError, load_safetensors, load_state, read_json
 
@@ -195,23 +195,11 @@ class UNet(nn.Module):
         return self.decode(hs, temb)
 
 
-class UNetPrior(Prior):
-    """A diffusion prior given by an epsilon-predicting network."""
-
-    def __init__(self, net: nn.Module, schedule: Schedule, shape: tuple[int, int, int], name: str) -> None:
-        super().__init__(schedule, shape)
-        self.net = net
-        self.name = name
-
-    def eps(self, x_t: Tensor, t: Tensor | int) -> Tensor:
-        t = torch.as_tensor(t, dtype=torch.int64, device=x_t.device).reshape(-1).expand(x_t.shape[0])
-        return self.net(x_t.float(), t).to(x_t.dtype)
-
-
-def load_unet_prior(weights: str | Path, config: str | Path | None = None, name: str | None = None) -> UNetPrior:
-    """Load a :class:`UNetPrior` from safetensors ``weights`` and its JSON description
-    (:class:`PriorConfig`; default: the same path with ``.json``).  Raises
-    :class:`WeightsError` naming the file that is missing, unreadable or mismatched."""
+def load_unet_prior(weights: str | Path, config: str | Path | None = None, name: str | None = None) -> NetworkPrior:
+    """Load a prior trained with ``dmap train`` (a :class:`UNet` in a :class:`NetworkPrior`)
+    from safetensors ``weights`` and its JSON description (:class:`PriorConfig`; default:
+    the same path with ``.json``).  Raises :class:`WeightsError` naming the file that is
+    missing, unreadable or mismatched."""
     weights = Path(weights)
     state = load_safetensors(weights, "prior weights file")
     config = Path(config) if config else weights.with_suffix(".json")
@@ -221,4 +209,4 @@ def load_unet_prior(weights: str | Path, config: str | Path | None = None, name:
         raise WeightsError(str(e)) from None
     net = load_state(UNet(cfg.architecture), state, weights, f"the architecture in {config.name}")
     arch = cfg.architecture
-    return UNetPrior(net.eval(), Schedule(cfg.schedule), (arch.in_channels, arch.size, arch.size), name or cfg.name)
+    return NetworkPrior(net.eval(), Schedule(cfg.schedule), (arch.in_channels, arch.size, arch.size), name or cfg.name)
