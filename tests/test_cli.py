@@ -23,6 +23,7 @@ def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert any(line.startswith("prior   gmm-mnist") for line in out)
+    assert any(line.startswith("prior   adm-ffhq256=FILE") for line in out)
     assert sum(line.startswith("task ") for line in out) == 8
     assert {line.split()[1] for line in out if line.startswith("method")} == {"dps", "dsg", "dmap", "cse", "dps+cse", "dmap+cse"}
 

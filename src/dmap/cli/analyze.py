@@ -7,7 +7,7 @@ import sys
 
 import dmap
 from dmap.cli.common import OutputFolder, UsageError, add_prior, add_threads, check_names, load_prior_or_usage
-from dmap.data import mnist_spread
+from dmap.data import folder_spread, mnist_spread
 from dmap.rng import seeded
 
 
@@ -31,6 +31,7 @@ def add_parsers(sub) -> None:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--json", action="store_true", help="print the JSON of every number")
+    a.add_argument("--data", metavar="FOLDER", help="images of this folder instead of the test digits")
     add_threads(a)
     a.set_defaults(func=cmd_analyze)
 
@@ -44,7 +45,13 @@ def cmd_analyze(args) -> int:
     out = OutputFolder.prepare(args.out)
     prior = load_prior_or_usage(args.prior)
     task = dmap.make_task(args.task, prior.shape, generator=seeded(args.seed))
-    x, ids = mnist_spread(args.pairs)
+    try:
+        x, ids = folder_spread(args.data, args.pairs)[:2] if args.data else mnist_spread(args.pairs)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    if tuple(x.shape[1:]) != tuple(prior.shape):
+        raise UsageError(f"the images are {tuple(x.shape[1:])}, prior {args.prior} expects {prior.shape}; "
+                         "give --data FOLDER with images of that shape")  # fmt: skip
     y = task.simulate(x, generator=[seeded(args.seed, 1, int(i)) for i in ids])
     result, samples = analyze(
         prior,
