@@ -167,11 +167,11 @@ def test_timesteps_follow_the_schedule_length():
 
 def test_analyze_runs_on_a_prior_with_another_schedule_length():
     from dmap.analysis.run import analyze
-    from dmap.operators import Task
+    from dmap.operators import make_task
 
     m, A, y, x0, _ = problem(2)
     prior = GMMPrior(m, Schedule.linear(T=100), (1, 2, 4), "tiny")
-    task = Task("matrix", Matrix(A), 0.1)
+    task = make_task(Matrix(A), sigma_y=0.1)
     result, _ = analyze(
         prior, task, x0.reshape(1, 1, 2, 4).float(), y.reshape(1, -1).float(), methods=("dps",), n_mean=8, n_samples=2, nfe=10
     )

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import dmap
 from dmap.cli import main
 from dmap.data import load_image, mnist, save_image
 
@@ -24,7 +25,7 @@ def test_list(capsys):
     out = capsys.readouterr().out.splitlines()
     assert any(line.startswith("prior   gmm-mnist") for line in out)
     assert any(line.startswith("prior   adm-ffhq256=FILE") for line in out)
-    assert sum(line.startswith("task ") for line in out) == 8
+    assert sum(line.startswith("task ") for line in out) == len(dmap.TASKS) == 12
     assert {line.split()[1] for line in out if line.startswith("method")} == {"dps", "dsg", "dmap", "cse", "dps+cse", "dmap+cse"}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from dmap.cse import CSE, find_cse
+from dmap.operators.noise import GaussianNoise
 from dmap.operators.tasks import Task
 from dmap.presets import Table, resolve_options
 from dmap.priors.base import Prior
@@ -40,6 +41,8 @@ def run_method(
     if m.linear_only and not task.operator.linear:
         raise ValueError(f"{method} needs a linear task; {task.name} is not")
     extra = {}
+    if m.uses_cse and not isinstance(task.noise, GaussianNoise):
+        raise ValueError(f"{method}: the conditional score estimators are trained for Gaussian noise")
     if m.uses_cse:
         if cse is None:
             cse = find_cse(prior, task.name, sigma_y=task.sigma_y)
@@ -47,7 +50,8 @@ def run_method(
         extra["cse"] = cse
     elif cse is not None:
         raise ValueError(f"{method} takes no conditional score estimator")
-    return m.fn(prior, task.operator, y, options, generator=generator, callback=callback, **extra)
+    operator, y = task.noise.whiten(task.operator, y)  # the data term of the noise model
+    return m.fn(prior, operator, y, options, generator=generator, callback=callback, **extra)
 
 
 def solve(

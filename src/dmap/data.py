@@ -122,3 +122,31 @@ def save_image(path: str | Path, x: Tensor) -> None:
     from PIL import Image
 
     Image.fromarray(to_uint8(x)).save(path)
+
+
+def load_kernel(path: str | Path) -> Tensor:
+    """A blur kernel from ``.npy`` (a 2-D array; no pickles) or an image (grey levels,
+    colour averaged), as float64 ``[h, w]``; validated and normalized by the task."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            k = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such file") from None
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable .npy array ({e.__class__.__name__})") from None
+        if k.dtype.kind not in "fiub":
+            raise ValueError(f"{path}: the kernel must hold numbers, not {k.dtype}")
+        return torch.from_numpy(k.astype(np.float64))
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    return (to_unit(load_image(path)).mean(0)).double()
+
+
+def load_mask(path: str | Path) -> Tensor:
+    """An inpainting mask from an image: white (> 0.5 after averaging the channels) is
+    observed, black missing; ``[H, W]`` float in [0, 1]."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    return to_unit(load_image(path)).mean(0)

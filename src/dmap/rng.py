@@ -28,6 +28,18 @@ def randn(shape: Sequence[int], generator: Generators, like: Tensor) -> Tensor:
     return z.to(like.device)
 
 
+def poisson(rates: Tensor, generator: Generators) -> Tensor:
+    """Poisson draws of ``rates`` (first dim = batch), on the CPU like :func:`randn`."""
+    r = rates.detach().cpu().double()
+    if generator is None or isinstance(generator, torch.Generator):
+        out = torch.poisson(r, generator=generator)
+    else:
+        if len(generator) != r.shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {r.shape[0]}")
+        out = torch.stack([torch.poisson(r[i], generator=g) for i, g in enumerate(generator)])
+    return out.to(device=rates.device, dtype=rates.dtype)
+
+
 def sample_generators(seed: int, n: int, offset: int = 0) -> list[torch.Generator]:
     """Independent generators for images ``offset .. offset + n - 1`` of a run seeded
     with ``seed`` (image i's stream depends only on ``(seed, i)``)."""

@@ -15,6 +15,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from dmap.operators.base import Operator
+from dmap.operators.nonlinear_blur import NonlinearBlur
+from dmap.operators.tasks import TASKS, register_task
 from dmap.priors.base import Prior
 from dmap.priors.gmm import GaussianMixture, GMMPrior, fit_mixture
 from dmap.priors.network import NetworkPrior
@@ -57,6 +60,16 @@ def load_gmm_mnist(per_class: int = 2, rank: int = 96, floor: float = 1e-3) -> G
         path.parent.mkdir(parents=True, exist_ok=True)
         save_safetensors(path, mixture.tensors())
     return GMMPrior(mixture, Schedule.linear(), (1, 32, 32), "gmm-mnist")
+
+
+def _deblur_nonlinear(shape: tuple[int, int, int], generator, kernel) -> Operator:
+    """``deblur-nonlinear``: the shipped random network over the blur of ``deblur-gauss``
+    (or of a measured ``kernel``)."""
+    weights = load_safetensors(asset("deblur_nonlinear.safetensors"), "shipped nonlinear blur")
+    return NonlinearBlur(shape, TASKS["deblur-gauss"].build(shape, generator, kernel), weights)
+
+
+register_task("deblur-nonlinear", _deblur_nonlinear, "Gaussian blur plus a fixed random network (nonlinear)", "kernel")
 
 
 PRIORS: dict[str, tuple[Callable[[], Prior], str]] = {

@@ -24,6 +24,7 @@ from dmap.analysis.diversity import diversity
 from dmap.analysis.scores import dps_score, mean_test, score_error
 from dmap.api import run_method
 from dmap.cse import CSE, condition, find_cse
+from dmap.operators.noise import GaussianNoise
 from dmap.operators.tasks import Task
 from dmap.presets import resolve_options
 from dmap.priors.base import Prior
@@ -98,7 +99,7 @@ class NetworkReference:
 def reference_for(prior: Prior, task: Task, y: Tensor) -> ExactReference | NetworkReference | None:
     """The exact reference (mixture prior, linear task), the shipped reference estimator
     (network prior), or None."""
-    if not task.operator.linear:
+    if not task.operator.linear or not isinstance(task.noise, GaussianNoise):
         return None
     if isinstance(prior, GMMPrior):
         return ExactReference(prior, task, y)

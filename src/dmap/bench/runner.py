@@ -25,7 +25,7 @@ import dmap
 from dmap.api import run_method
 from dmap.bench.specs import BenchConfig, BenchError, parse_method
 from dmap.bench.store import MANIFEST, append_rows, outputs_path, read_store, row_key, save_outputs
-from dmap.data import folder_spread, mnist_spread
+from dmap.data import folder_spread, load_kernel, load_mask, mnist_spread
 from dmap.metrics import psnr, ssim
 from dmap.operators.tasks import Task
 from dmap.presets import load_presets, resolve_options
@@ -155,7 +155,13 @@ class Bench:
         if name not in self._tasks:
             c = self.config
             shape = tuple(self.x.shape[1:])
-            task = dmap.make_task(name, shape, sigma_y=c.sigma_y, generator=seeded(c.seed))
+            takes = dmap.TASKS[name].takes
+            try:
+                kernel = load_kernel(c.kernel) if c.kernel and takes == "kernel" else None
+                mask = load_mask(c.mask) if c.mask and takes == "mask" else None
+                task = dmap.make_task(name, shape, sigma_y=c.sigma_y, generator=seeded(c.seed), kernel=kernel, mask=mask)
+            except (ValueError, FileNotFoundError) as e:
+                raise BenchError(f"{name}: {e}") from None
             y = task.simulate(self.x, generator=[seeded(c.seed + 1, i) for i in self.ids])
             self._tasks[name] = (task, y)
         return self._tasks[name]
@@ -177,7 +183,7 @@ class Bench:
         c = self.config
         name, _, _ = parse_method(unit.method)
         task, y = self.task(unit.task)
-        task = Task(task.name, task.operator.to(self.device), task.sigma_y)
+        task = task.to(self.device)
         cse = self.cse(unit.task, unit.method) if dmap.METHODS[name].uses_cse else None
         gens = [seeded(c.seed + 2, self.ids[i]) for i in unit.index]
         if self.device.type == "cuda":

@@ -73,7 +73,8 @@ class BenchConfig(Config):
     network evaluations per image (each method's steps are the most that fit);
     ``threads`` the torch threads of every worker (results depend on it, bit for bit);
     ``data`` a folder of images to use instead of the bundled digits (``split`` then
-    does not apply); ``dtype`` the precision of the network."""
+    does not apply); ``dtype`` the precision of the network; ``kernel`` / ``mask`` files
+    replacing the blur kernel / inpainting mask of the tasks that take one."""
 
     prior: str
     tasks: tuple[str, ...]
@@ -88,6 +89,8 @@ class BenchConfig(Config):
     threads: int = 1
     data: str | None = None
     dtype: str = "float32"
+    kernel: str | None = None
+    mask: str | None = None
 
     def __post_init__(self) -> None:
         if self.images < 1 or self.batch_size < 1 or self.threads < 1 or min(self.nfe, default=0) < 1:
@@ -99,6 +102,9 @@ class BenchConfig(Config):
                 raise BenchError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
         for spec in self.methods:
             parse_method(spec)
+        for what, path in (("kernel", self.kernel), ("mask", self.mask)):
+            if path and not any(TASKS[t].takes == what for t in self.tasks):
+                raise BenchError(f"--{what} {path}: none of the tasks takes a {what}")
         for kind, values in (("task", self.tasks), ("method", self.methods), ("budget", self.nfe)):
             if len(set(values)) != len(values):
                 raise BenchError(f"a {kind} is listed twice")

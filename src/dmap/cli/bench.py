@@ -19,7 +19,7 @@ from dmap.cli.common import (
     nonnegative,
     positive_int,
 )
-from dmap.operators import DEFAULT_SIGMA_Y, Task
+from dmap.operators import DEFAULT_SIGMA_Y
 from dmap.presets import PresetError, read_preset_file, resolve_options, write_preset
 from dmap.shipped import PRIORS
 from dmap.solvers import METHODS
@@ -60,6 +60,8 @@ def _bench_parser(sub) -> None:
         help="images of this folder instead of the bundled digits "
         "(--images of them, evenly spaced over the sorted names; they must fit the prior)",
     )
+    b.add_argument("--kernel", metavar="FILE", help="a measured blur kernel (.npy or image) for the deblur tasks")
+    b.add_argument("--mask", metavar="FILE", help="an inpainting mask image (white = observed) for the inpaint tasks")
     b.add_argument("--workers", type=positive_int, default=1, help="processes sharing the work (1)")
     add_threads(b)
     b.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -124,6 +126,8 @@ def cmd_bench(args) -> int:
             args.threads,
             args.data,
             args.dtype,
+            args.kernel,
+            args.mask,
         )
         out = OutputFolder.prepare(args.out)
         summary = run_bench(config, out, workers=args.workers, device=args.device)
@@ -158,7 +162,7 @@ def cmd_tune(args) -> int:
         task, x, y = tuning_problem(prior, args.task, args.images, data=args.data)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
-    task, x, y = Task(task.name, task.operator.to(prior.device), task.sigma_y), x.to(prior.device), y.to(prior.device)
+    task, x, y = task.to(prior.device), x.to(prior.device), y.to(prior.device)
     cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
     around = resolve_options(args.method, args.around, args.task) if args.around else None
 

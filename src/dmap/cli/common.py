@@ -67,6 +67,40 @@ def positive_int(text: str) -> int:
     return v
 
 
+def positive_float(text: str) -> float:
+    v = finite(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def task_from_args(args: argparse.Namespace, shape: tuple[int, ...]):
+    """The task of ``--task`` with ``--kernel``, ``--mask``, ``--photons``, ``--sigma-y`` and
+    ``--seed``; :class:`UsageError` naming the problem."""
+    from dmap.data import load_kernel, load_mask
+    from dmap.operators import GaussianNoise, PoissonGaussianNoise, PoissonNoise
+    from dmap.rng import seeded
+
+    photons = getattr(args, "photons", None)
+    if photons is None:
+        noise = GaussianNoise(args.sigma_y)
+    else:
+        noise = PoissonGaussianNoise(photons, args.sigma_y) if args.sigma_y > 0 else PoissonNoise(photons)
+    try:
+        kernel = load_kernel(args.kernel) if getattr(args, "kernel", None) else None
+        mask = load_mask(args.mask) if getattr(args, "mask", None) else None
+        return dmap.make_task(args.task, shape, noise=noise, generator=seeded(args.seed), kernel=kernel, mask=mask)
+    except (ValueError, FileNotFoundError) as e:
+        where = (
+            f"--kernel {args.kernel}: "
+            if getattr(args, "kernel", None)
+            else f"--mask {args.mask}: "
+            if getattr(args, "mask", None)
+            else ""
+        )
+        raise UsageError(f"{where}{e}") from None
+
+
 def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=1, help=THREADS_HELP)
 

@@ -23,12 +23,14 @@ from dmap.cli.common import (
     load_prior_or_usage,
     nonnegative,
     option_overrides,
+    positive_float,
     positive_int,
     progress_bar,
+    task_from_args,
 )
 from dmap.data import list_images, load_image, mnist_spread, save_image
 from dmap.metrics import psnr, ssim
-from dmap.operators import DEFAULT_SIGMA_Y, Task
+from dmap.operators import DEFAULT_SIGMA_Y
 from dmap.presets import PresetError, load_presets, resolve_options
 from dmap.rng import seeded
 from dmap.shipped import PAPER_TASKS, PRIOR_FORMS, PRIORS
@@ -69,6 +71,10 @@ def _restore_parser(sub) -> None:
     )
     r.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one for prior and task)")
     r.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
+    r.add_argument("--kernel", metavar="FILE", help="a measured blur kernel (.npy or image) for the deblur tasks")
+    r.add_argument("--mask", metavar="FILE", help="an inpainting mask image (white = observed) for the inpaint tasks")
+    r.add_argument("--photons", type=positive_float, help="Poisson noise at this many photons per unit intensity "
+                   "(plus the Gaussian --sigma-y, if > 0)")  # fmt: skip
     r.add_argument(
         "--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y, help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})"
     )
@@ -110,8 +116,8 @@ def cmd_list(args) -> int:
         print(f"prior   {name:16s} {desc}")
     for name, desc in PRIOR_FORMS.items():
         print(f"prior   {name:16s} {desc}")
-    for name, (_, desc) in dmap.TASKS.items():
-        print(f"task    {name:16s} {desc}")
+    for name, spec in dmap.TASKS.items():
+        print(f"task    {name:16s} {spec.description}")
     for name, m in METHODS.items():
         print(f"method  {name:16s} {m.description}")
     return 0
@@ -160,7 +166,7 @@ def _solve_all(args, prior, task, y, options, keys, cse) -> tuple[list[tuple[int
     seed and the input's content, so an image gives the same result alone or in a folder."""
     items = [(i, k) for i in range(len(y)) for k in range(args.samples)]
     device = prior.device
-    task = Task(task.name, task.operator.to(device), task.sigma_y)
+    task = task.to(device)
     results = torch.empty(len(items), *prior.shape)
     seconds = torch.empty(len(items))
     bar = progress_bar(options.steps * math.ceil(len(items) / args.batch_size), f"{args.method} {args.task}")
@@ -237,7 +243,7 @@ def cmd_restore(args) -> int:
     options = _options(args)
     out = OutputFolder.prepare(args.out)
     prior = load_prior_or_usage(args.prior, args)
-    task = dmap.make_task(args.task, prior.shape, sigma_y=args.sigma_y, generator=seeded(args.seed))
+    task = task_from_args(args, prior.shape)
     cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
     paths, batch = _load_inputs(args, prior, task.operator)
     keys = [int(hashlib.sha256(x.numpy().tobytes()).hexdigest()[:8], 16) for x in batch]

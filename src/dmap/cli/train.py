@@ -55,7 +55,7 @@ def add_parsers(sub) -> None:
         "Resumable: checkpoints go to FILE without its suffix plus .run/.",
     )
     add_prior(c)
-    c.add_argument("--task", required=True, help="a linear task: " + ", ".join(n for n in dmap.TASKS if n != "phase-retrieval"))
+    c.add_argument("--task", required=True, help="a linear task, e.g. sr4, inpaint-box (see dmap list)")
     c.add_argument("--images", type=int, default=100, help="training digits (100, the paper's setting)")
     c.add_argument("--steps", type=int, default=1500, help="optimizer steps (1500)")
     c.add_argument("--batch-size", type=int, default=64, help="batch size (64)")

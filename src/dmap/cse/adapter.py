@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from dmap.config import Config, ConfigError
-from dmap.operators.base import LinearOperator, Operator
+from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.priors.network import NetworkPrior
 from dmap.priors.unet import UNet, _zero
@@ -51,7 +51,7 @@ def condition(operator: Operator, y: Tensor) -> Tensor:
     """The adapter's input ``c = [A^+ y, m]`` ``[B, 2C, H, W]``: the pseudo-inverse of
     the measurement and the observed-pixel map ``m`` (the mask for inpainting, ones
     otherwise).  Raises ``ValueError`` for a nonlinear operator."""
-    if not isinstance(operator, LinearOperator):
+    if not operator.linear:
         raise ValueError("the conditional score estimator needs a linear task")
     x = operator.pinv(y)
     return torch.cat([x, operator.observed().to(x).expand_as(x)], dim=1)

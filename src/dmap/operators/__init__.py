@@ -1,24 +1,18 @@
-"""Forward models and the named tasks."""
+"""Forward models, noise models and the named tasks."""
 
-from dmap.operators.base import LinearOperator, Operator, SVDOperator
+from dmap.operators.base import Composed, LinearOperator, Operator, SVDOperator, cgls
 from dmap.operators.blur import Blur
 from dmap.operators.cs import CompressedSensing
+from dmap.operators.function import FunctionOperator, NonlinearFunctionOperator, check_adjoint
 from dmap.operators.inpaint import Inpaint
+from dmap.operators.noise import GaussianNoise, Noise, PoissonGaussianNoise, PoissonNoise
 from dmap.operators.phase import PhaseRetrieval
-from dmap.operators.resample import Downsample
-from dmap.operators.tasks import DEFAULT_SIGMA_Y, TASKS, Task, make_task
+from dmap.operators.resample import BicubicDown, Downsample, Grey
+from dmap.operators.tasks import DEFAULT_SIGMA_Y, TASKS, Task, TaskSpec, make_task, register_task
 
 __all__ = [
-    "Operator",
-    "LinearOperator",
-    "SVDOperator",
-    "Blur",
-    "CompressedSensing",
-    "Inpaint",
-    "PhaseRetrieval",
-    "Downsample",
-    "Task",
-    "TASKS",
-    "DEFAULT_SIGMA_Y",
-    "make_task",
-]
+    "Operator", "LinearOperator", "SVDOperator", "Blur", "CompressedSensing", "Inpaint", "PhaseRetrieval",
+    "Downsample", "BicubicDown", "Grey", "FunctionOperator", "NonlinearFunctionOperator", "Composed", "cgls",
+    "check_adjoint", "Noise", "GaussianNoise", "PoissonNoise", "PoissonGaussianNoise", "Task", "TaskSpec", "TASKS",
+    "DEFAULT_SIGMA_Y", "make_task", "register_task",
+]  # fmt: skip

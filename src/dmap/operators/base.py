@@ -15,7 +15,9 @@ from torch import Tensor, nn
 
 
 class Operator(nn.Module):
-    """A (possibly nonlinear) forward model ``A: [B, *x_shape] -> [B, *y_shape]``."""
+    """A (possibly nonlinear) forward model ``A: [B, *x_shape] -> [B, *y_shape]``.
+
+    Operators compose: ``(outer @ inner).A(x) = outer.A(inner.A(x))``."""
 
     linear: bool = False
 
@@ -31,21 +33,35 @@ class Operator(nn.Module):
         return self.A(x)
 
     def view(self, y: Tensor) -> Tensor:
-        """The measurement as an image ``[B, C, H', W']`` in roughly [-1, 1], for display."""
-        raise NotImplementedError
+        """The measurement as an image ``[B, C, H', W']`` in roughly [-1, 1], for display:
+        ``y`` itself when it has the shape of an image, else the zero image."""
+        if len(self.y_shape) == 3:
+            return y
+        return torch.zeros(y.shape[0], *self.x_shape, dtype=y.dtype, device=y.device)
+
+    def __matmul__(self, inner: Operator) -> Operator:
+        return Composed(self, inner)
 
 
 class LinearOperator(Operator):
     """A linear ``A`` with its true adjoint ``AT`` (``<A x, y> = <x, AT y>``) and the
-    Moore-Penrose pseudo-inverse ``pinv``."""
+    Moore-Penrose pseudo-inverse ``pinv``.
+
+    Subclasses that know them in closed form override ``AT`` and ``pinv``; otherwise the
+    adjoint is the vector-Jacobian product of ``A`` (exact for a linear map) and the
+    pseudo-inverse the minimum-norm least-squares solution by conjugate gradients
+    (:func:`cgls`)."""
 
     linear = True
 
     def AT(self, y: Tensor) -> Tensor:
-        raise NotImplementedError
+        x = torch.zeros(y.shape[0], *self.x_shape, dtype=y.dtype, device=y.device, requires_grad=True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self.A(x), x, grad_outputs=y)
+        return g
 
     def pinv(self, y: Tensor) -> Tensor:
-        raise NotImplementedError
+        return cgls(self, y)
 
     def view(self, y: Tensor) -> Tensor:
         return self.pinv(y)
@@ -101,3 +117,64 @@ class SVDOperator(LinearOperator):
         """``V [c, 0]``: an image from its first ``m`` spectral coefficients."""
         d = math.prod(self.x_shape)
         return self.V(torch.cat([c, c.new_zeros(c.shape[0], d - c.shape[1])], dim=1))
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """Per-sample inner products ``[B]``."""
+    return (a * b).reshape(a.shape[0], -1).sum(1)
+
+
+def cgls(op: LinearOperator, y: Tensor, iters: int = 200, tol: float = 1e-10) -> Tensor:
+    """The minimum-norm least-squares solution ``A^+ y`` per sample by conjugate gradients
+    on the normal equations (CGLS), started at 0 (so the iterates stay in the row space
+    of ``A``); stops when every sample's ``||A^T r||^2`` fell below ``tol`` times its start."""
+    x = torch.zeros(y.shape[0], *op.x_shape, dtype=y.dtype, device=y.device)
+    r = y.clone()
+    s = op.AT(r)
+    p = s.clone()
+    gamma = _dot(s, s)
+    start = gamma.clamp_min(torch.finfo(y.dtype).tiny)
+    for _ in range(iters):
+        if bool((gamma <= tol * start).all()):
+            break
+        q = op.A(p)
+        alpha = gamma / _dot(q, q).clamp_min(torch.finfo(y.dtype).tiny)
+        x = x + _bcast(alpha, x) * p
+        r = r - _bcast(alpha, r) * q
+        s = op.AT(r)
+        gamma_new = _dot(s, s)
+        p = s + _bcast(gamma_new / gamma.clamp_min(torch.finfo(y.dtype).tiny), p) * p
+        gamma = gamma_new
+    return x
+
+
+def _bcast(v: Tensor, like: Tensor) -> Tensor:
+    return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+class Composed(LinearOperator):
+    """``outer @ inner``: ``A = outer.A o inner.A``, ``A^T = inner.A^T o outer.A^T``
+    (linear when both are; the pseudo-inverse by conjugate gradients)."""
+
+    def __init__(self, outer: Operator, inner: Operator) -> None:
+        if tuple(outer.x_shape) != tuple(inner.y_shape):
+            raise ValueError(f"cannot compose: the inner operator gives {inner.y_shape}, the outer takes {outer.x_shape}")
+        super().__init__(inner.x_shape, outer.y_shape)
+        self.outer, self.inner = outer, inner
+        self.linear = outer.linear and inner.linear
+
+    def A(self, x: Tensor) -> Tensor:
+        return self.outer.A(self.inner.A(x))
+
+    def AT(self, y: Tensor) -> Tensor:
+        if not self.linear:
+            raise TypeError("a composition with a nonlinear operator has no adjoint")
+        return self.inner.AT(self.outer.AT(y))
+
+    def pinv(self, y: Tensor) -> Tensor:
+        if not self.linear:
+            raise TypeError("a composition with a nonlinear operator has no pseudo-inverse")
+        return super().pinv(y)
+
+    def view(self, y: Tensor) -> Tensor:
+        return super().view(y) if self.linear else Operator.view(self, y)

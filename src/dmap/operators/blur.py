@@ -52,11 +52,12 @@ class Blur(LinearOperator):
         return y
 
 
-def gaussian_kernel(sigma_h: float, sigma_w: float, truncate: float = 4.0) -> Tensor:
-    """A normalized Gaussian ``[h, w]`` (odd sides, ``truncate`` standard deviations)."""
+def gaussian_kernel(sigma_h: float, sigma_w: float, truncate: float = 4.0, radius: int | None = None) -> Tensor:
+    """A normalized Gaussian ``[h, w]``: odd sides, ``radius`` pixels each side of the
+    centre, or ``truncate`` standard deviations."""
     axes = []
     for s in (sigma_h, sigma_w):
-        r = max(1, math.ceil(truncate * s))
+        r = radius if radius is not None else max(1, math.ceil(truncate * s))
         g = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=torch.float64) / s) ** 2)
         axes.append(g / g.sum())
     return torch.outer(*axes)
