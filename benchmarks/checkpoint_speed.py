@@ -21,6 +21,7 @@ import argparse
 import json
 import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -142,8 +143,8 @@ def main() -> None:
     name = f"checkpoint_speed_{args.config}_{device.type}"
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [
-        f"`python benchmarks/checkpoint_speed.py --config {args.config} --device {args.device}` ({result.get('gpu', 'CPU')}, "
-        f"{args.threads} threads, torch {torch.__version__}; {args.steps} steps of DPS / DMAP timed, 1000 extrapolated)",
+        f"`python benchmarks/checkpoint_speed.py {' '.join(sys.argv[1:])}` ({result.get('gpu', 'CPU')}, {args.threads} "
+        f"thread(s), torch {torch.__version__}; {args.steps} step(s) of DPS / DMAP timed, 1000 extrapolated)",
         "",
         "| dtype | batch | forward (s) | forward+backward (s) | DPS s / step | DMAP (K=3) s / step | "
         "DPS s / image, 1000 steps | DMAP s / image, 1000 steps | peak MB |",
