@@ -65,7 +65,7 @@ def load_diffusers_prior(folder: str | Path, name: str | None = None, dtype: tor
     if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise WeightsError(f"{model_dir}: holds a {config['_class_name']}, not a UNet2DModel")
     try:
-        unet = UNet2DModel.from_pretrained(model_dir, local_files_only=True)
+        unet = UNet2DModel.from_pretrained(model_dir, local_files_only=True, low_cpu_mem_usage=False)
     except (OSError, ValueError, RuntimeError) as e:
         raise WeightsError(f"{model_dir}: the UNet2DModel does not load ({e.__class__.__name__}: {str(e)[:200]})") from None
     sched = json.loads(scheduler.read_text())
