@@ -26,7 +26,15 @@ def test_list(capsys):
     assert any(line.startswith("prior   gmm-mnist") for line in out)
     assert any(line.startswith("prior   adm-ffhq256=FILE") for line in out)
     assert sum(line.startswith("task ") for line in out) == len(dmap.TASKS) == 12
-    assert {line.split()[1] for line in out if line.startswith("method")} == {"dps", "dsg", "dmap", "cse", "dps+cse", "dmap+cse"}
+    assert {line.split()[1] for line in out if line.startswith("method")} == {
+        "dps",
+        "dsg",
+        "dmap",
+        "cse",
+        "dps+cse",
+        "dmap+cse",
+        "diffpir",
+    }
 
 
 def test_restore_writes_images_figure_and_json(digits, tmp_path, capsys):
@@ -152,6 +160,7 @@ BAD = [
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--presets", "{missing}"], "no such preset file"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--presets", "{notimage}"], "not a preset file"),
     (["restore", "{digit}", "--task", "phase-retrieval", "--method", "dps+cse"], "linear task"),
+    (["restore", "{digit}", "--task", "phase-retrieval", "--method", "diffpir"], "diffpir needs a linear task"),
     (["restore", "{digit}", "--task", "deblur-gauss", "--method", "dmap+cse"], "no shipped conditional score"),
     (["restore", "{digit}", "--task", "sr4", "--method", "cse", "--cse", "{missing}"], "no such file"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps+cse", "--guide", "both"], "invalid choice"),

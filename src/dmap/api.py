@@ -50,6 +50,8 @@ def run_method(
         extra["cse"] = cse
     elif cse is not None:
         raise ValueError(f"{method} takes no conditional score estimator")
+    if m.uses_noise:
+        extra["sigma_y"] = task.noise.whitened_std(y)
     operator, y = task.noise.whiten(task.operator, y)  # the data term of the noise model
     return m.fn(prior, operator, y, options, generator=generator, callback=callback, **extra)
 

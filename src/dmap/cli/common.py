@@ -177,6 +177,12 @@ def load_prior_or_usage(name: str, args: argparse.Namespace | None = None):
         raise UsageError(f"prior {name} on device {device}: {str(e).splitlines()[0]}") from None
 
 
+def check_linear(method: str, task) -> None:
+    """:class:`UsageError` when ``method`` needs a linear task and ``task`` is not one."""
+    if METHODS[method].linear_only and not task.operator.linear:
+        raise UsageError(f"{method} needs a linear task; {task.name} is not")
+
+
 def load_cse_or_usage(prior, task, path: str | None):
     """The adapter at ``path`` or the shipped one for (prior, task), checked against the
     task's noise level; :class:`UsageError` if unusable."""

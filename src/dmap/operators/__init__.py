@@ -1,6 +1,6 @@
 """Forward models, noise models and the named tasks."""
 
-from dmap.operators.base import Composed, LinearOperator, Operator, SVDOperator, cgls
+from dmap.operators.base import Composed, LinearOperator, Operator, SVDOperator, cgls, conjugate_gradients
 from dmap.operators.blur import Blur
 from dmap.operators.cs import CompressedSensing
 from dmap.operators.function import FunctionOperator, NonlinearFunctionOperator, check_adjoint
@@ -13,6 +13,7 @@ from dmap.operators.tasks import DEFAULT_SIGMA_Y, TASKS, Task, TaskSpec, make_ta
 __all__ = [
     "Operator", "LinearOperator", "SVDOperator", "Blur", "CompressedSensing", "Inpaint", "PhaseRetrieval",
     "Downsample", "BicubicDown", "Grey", "FunctionOperator", "NonlinearFunctionOperator", "Composed", "cgls",
+    "conjugate_gradients",
     "check_adjoint", "Noise", "GaussianNoise", "PoissonNoise", "PoissonGaussianNoise", "Task", "TaskSpec", "TASKS",
     "DEFAULT_SIGMA_Y", "make_task", "register_task",
 ]  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -124,28 +125,37 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).reshape(a.shape[0], -1).sum(1)
 
 
-def cgls(op: LinearOperator, y: Tensor, iters: int = 200, tol: float = 1e-10) -> Tensor:
-    """The minimum-norm least-squares solution ``A^+ y`` per sample by conjugate gradients
-    on the normal equations (CGLS), started at 0 (so the iterates stay in the row space
-    of ``A``); stops when every sample's ``||A^T r||^2`` fell below ``tol`` times its start."""
-    x = torch.zeros(y.shape[0], *op.x_shape, dtype=y.dtype, device=y.device)
-    r = y.clone()
-    s = op.AT(r)
-    p = s.clone()
-    gamma = _dot(s, s)
-    start = gamma.clamp_min(torch.finfo(y.dtype).tiny)
+def conjugate_gradients(apply: Callable[[Tensor], Tensor], b: Tensor, x0: Tensor, iters: int = 200,
+                        tol: float = 1e-10) -> Tensor:  # fmt: skip
+    """Solve ``M x = b`` per sample for a symmetric positive semi-definite ``M`` given as
+    ``apply(v) = M v`` (batched), from ``x0``; stops when every sample's squared residual
+    fell below ``tol`` times its start."""
+    x = x0.clone()
+    r = b - apply(x)
+    p = r.clone()
+    gamma = _dot(r, r)
+    tiny = torch.finfo(b.dtype).tiny
+    start = gamma.clamp_min(tiny)
     for _ in range(iters):
-        if bool((gamma <= tol * start).all()):
+        active = gamma > tol * start  # a converged sample stops moving: a batch equals its samples solved alone
+        if not bool(active.any()):
             break
-        q = op.A(p)
-        alpha = gamma / _dot(q, q).clamp_min(torch.finfo(y.dtype).tiny)
+        q = apply(p)
+        alpha = torch.where(active, gamma / _dot(p, q).clamp_min(tiny), torch.zeros_like(gamma))
         x = x + _bcast(alpha, x) * p
         r = r - _bcast(alpha, r) * q
-        s = op.AT(r)
-        gamma_new = _dot(s, s)
-        p = s + _bcast(gamma_new / gamma.clamp_min(torch.finfo(y.dtype).tiny), p) * p
+        gamma_new = torch.where(active, _dot(r, r), gamma)
+        p = torch.where(_bcast(active, p), r + _bcast(gamma_new / gamma.clamp_min(tiny), p) * p, p)
         gamma = gamma_new
     return x
+
+
+def cgls(op: LinearOperator, y: Tensor, iters: int = 200, tol: float = 1e-10) -> Tensor:
+    """The minimum-norm least-squares solution ``A^+ y`` per sample: conjugate gradients on
+    the normal equations ``A^T A x = A^T y`` started at 0 (the iterates stay in the row
+    space of ``A``)."""
+    x0 = torch.zeros(y.shape[0], *op.x_shape, dtype=y.dtype, device=y.device)
+    return conjugate_gradients(lambda v: op.AT(op.A(v)), op.AT(y), x0, iters, tol)
 
 
 def _bcast(v: Tensor, like: Tensor) -> Tensor:

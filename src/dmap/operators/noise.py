@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from dmap.config import Config
@@ -41,6 +42,15 @@ class Noise(Config):
     def sigma(self) -> float:
         """The standard deviation of the Gaussian part (0 without one)."""
         return 0.0
+
+    def whitened_std(self, y: Tensor) -> Tensor:
+        """The noise std per entry of the whitened measurement, per sample ``[B]``: the
+        Gaussian std, or ``1 / sqrt(mean(1 / Var(y_i)))`` (floored at 1e-3) for the
+        Poisson models (what the noise-aware methods such as DiffPIR use)."""
+        var = self.variance(y)
+        if var is None:
+            return torch.full((y.shape[0],), max(self.sigma, 1e-3), dtype=y.dtype, device=y.device)
+        return (1 / var).reshape(y.shape[0], -1).mean(1).rsqrt().clamp_min(1e-3)
 
     def whiten(self, op: Operator, y: Tensor) -> tuple[Operator, Tensor]:
         """``(W A, W y)`` with ``W = diag(w)`` (see the module docstring); unchanged for

@@ -4,12 +4,15 @@ Importing this package registers every method in :data:`METHODS`; presets and th
 one entry point ``dmap.solve`` live in :mod:`dmap.presets` and :mod:`dmap.api`.
 """
 
+# isort: skip_file
+# (the import order below is the registration order, the order `dmap list` shows)
 from dmap.solvers.base import METHODS, Method, Options, get_method, register
 from dmap.solvers.common import DivergenceError, NonFiniteError, SolveError, project_to_sphere
-from dmap.solvers.cse import DMAPCSEOptions, DPSCSEOptions, solve_cse, solve_dmap_cse, solve_dps_cse  # noqa: I001
-from dmap.solvers.dmap import DMAPOptions, solve_dmap
-from dmap.solvers.dps import DPSOptions, solve_dps  # noqa: I001  (registration order: the listing order)
+from dmap.solvers.dps import DPSOptions, solve_dps
 from dmap.solvers.dsg import DSGOptions, solve_dsg
+from dmap.solvers.dmap import DMAPOptions, solve_dmap
+from dmap.solvers.cse import DMAPCSEOptions, DPSCSEOptions, solve_cse, solve_dmap_cse, solve_dps_cse
+from dmap.solvers.diffpir import DiffPIROptions, solve_diffpir
 
 __all__ = [
     "METHODS",
@@ -20,6 +23,8 @@ __all__ = [
     "DMAPOptions",
     "DPSCSEOptions",
     "DMAPCSEOptions",
+    "DiffPIROptions",
+    "solve_diffpir",
     "DivergenceError",
     "NonFiniteError",
     "SolveError",

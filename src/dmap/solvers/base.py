@@ -90,6 +90,7 @@ class Method:
     linear_only: bool = False
     base: str | None = None  # the method whose presets this one starts from (all but ``steps``)
     uses_cse: bool = False  # needs a conditional score estimator (``cse=``)
+    uses_noise: bool = False  # takes the noise std of the (whitened) measurement (``sigma_y=``, per sample)
 
 
 METHODS: dict[str, Method] = {}
