@@ -152,7 +152,7 @@ def test_mismatched_rerun_is_refused(reference, tmp_path, capsys):
     "argv, message",
     [
         (["--tasks", "sr5", "--methods", "dps"], "unknown task"),
-        (["--tasks", "sr4", "--methods", "dps,ddrm"], "unknown method"),
+        (["--tasks", "sr4", "--methods", "dps,no-such-method"], "unknown method"),
         (["--tasks", "sr4", "--methods", "dps[steps=3]"], "steps follow from the budget"),
         (["--tasks", "sr4", "--methods", "dps[step_size]"], "not key=value"),
         (["--tasks", "sr4", "--methods", "dps[cse=x.safetensors]"], "takes no conditional score estimator"),

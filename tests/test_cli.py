@@ -33,6 +33,7 @@ def test_list(capsys):
         "cse",
         "dps+cse",
         "dmap+cse",
+        "ddrm",
         "diffpir",
     }
 
@@ -148,7 +149,7 @@ BAD = [
     (["restore", "{notimage}", "--task", "sr4", "--method", "dps"], "not a readable image"),
     (["restore", "{empty}", "--task", "sr4", "--method", "dps"], "holds no image"),
     (["restore", "{digit}", "--task", "sr5", "--method", "dps"], "unknown task"),
-    (["restore", "{digit}", "--task", "sr4", "--method", "ddrm"], "unknown method"),
+    (["restore", "{digit}", "--task", "sr4", "--method", "no-such-method"], "unknown method"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--prior", "ffhq"], "unknown prior"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--steps", "0"], "steps"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--sigma-y", "-0.1"], "sigma-y"),

@@ -17,6 +17,7 @@ OPTIONS = {
     "dsg": {"steps": 12, "guidance_rate": 0.2},
     "dmap": {"steps": 6, "step_size": 0.3, "inner_steps": 2},
     "diffpir": {"steps": 12, "lam": 3.0},
+    "ddrm": {"steps": 12},
 }
 
 
@@ -67,6 +68,8 @@ GOLDEN = {
             -0.255439, 0.339875],
     "dmap": [-0.363282, -0.178875, -0.332841, 0.040804, -0.002591, -0.19103, -0.357679, -0.211623, -0.674683, -0.007746,
              -0.302462, 0.359838],
+    "ddrm": [-0.08097, -0.219671, -0.334318, -0.080677, -0.129544, -0.103363, -0.309497, -0.177168, -0.441223,
+             -0.098877, -0.385393, 0.120996],
     "diffpir": [-0.490705, -0.16952, -0.37296, 0.360337, -0.586664, 0.054317, -0.409276, 0.140692, -0.621389,
                 0.071744, -0.284878, 0.488587],
 }  # fmt: skip
@@ -145,7 +148,7 @@ def test_bad_options(bad, message):
 
 def test_unknown_method():
     with pytest.raises(ValueError, match="unknown method"):
-        resolve_options("ddrm", "gmm-mnist", "sr4")
+        resolve_options("no-such-method", "gmm-mnist", "sr4")
 
 
 def test_prior_task_shape_mismatch(tiny):
@@ -171,7 +174,7 @@ def test_guided_methods_move_towards_the_exact_posterior_mean(method):
     post_mean = m.condition(task.operator.matrix(), 0.05).mean(y.reshape(1, -1).double())[0]
     n = 64
     ys = y.expand(n, *y.shape[1:]).double()
-    steps = {"dps": 100, "dsg": 100, "dmap": 50, "diffpir": 50}[method]
+    steps = {"dps": 100, "dsg": 100, "dmap": 50, "diffpir": 50, "ddrm": 50}[method]
     out = solve(
         method,
         prior,
@@ -185,3 +188,24 @@ def test_guided_methods_move_towards_the_exact_posterior_mean(method):
     dist = float((out.reshape(n, -1).mean(0) - post_mean).norm())
     dist_free = float((free.reshape(n, -1).mean(0) - post_mean).norm())
     assert dist < 0.75 * dist_free, (dist, dist_free)
+
+
+@pytest.mark.parametrize("name", ["inpaint-box", "sr4", "cs2"])
+def test_ddrm_meets_noiseless_measurements_exactly(name):
+    """With sigma_y = 0 and eta_b = 1 the last step sets every observed spectral coefficient
+    to the measurement's: A x0 = y (up to the final clamp to [-1, 1])."""
+    m = random_mixture(d=64, K=2, r=8, seed=1, scale=0.3)
+    prior = GMMPrior(m, Schedule.linear(), (1, 8, 8), "tiny")
+    task = make_task(name, (1, 8, 8), sigma_y=0.0, generator=torch.Generator().manual_seed(0))
+    x = m.sample(2, torch.Generator().manual_seed(2)).reshape(2, 1, 8, 8).clamp(-0.9, 0.9)
+    y = task.simulate(x.float())
+    out = solve("ddrm", prior, task, y, steps=20, generator=sample_generators(5, 2))
+    assert out.abs().max() < 1  # the clamp did not act
+    torch.testing.assert_close(task.operator.A(out), y, rtol=1e-5, atol=1e-5)
+
+
+def test_ddrm_refuses_an_operator_without_an_svd():
+    prior = GMMPrior(random_mixture(d=256, K=1, r=4, seed=0), Schedule.linear(), (1, 16, 16), "tiny")
+    task = make_task("deblur-gauss", (1, 16, 16))
+    with pytest.raises(ValueError, match="ddrm needs an operator with an SVD"):
+        solve("ddrm", prior, task, torch.zeros(1, 1, 16, 16))

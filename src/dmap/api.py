@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from dmap.cse import CSE, find_cse
+from dmap.operators.base import SVDOperator
 from dmap.operators.noise import GaussianNoise
 from dmap.operators.tasks import Task
 from dmap.presets import Table, resolve_options
@@ -40,6 +41,11 @@ def run_method(
         raise ValueError(f"task built for images {task.operator.x_shape}, prior expects {prior.shape}")
     if m.linear_only and not task.operator.linear:
         raise ValueError(f"{method} needs a linear task; {task.name} is not")
+    if m.needs_svd and not isinstance(task.operator, SVDOperator):
+        raise ValueError(f"{method} needs an operator with an SVD (e.g. inpaint-box, inpaint-random, sr4, cs2); "
+                         f"{task.name} has none")  # fmt: skip
+    if m.needs_svd and not isinstance(task.noise, GaussianNoise):
+        raise ValueError(f"{method} needs Gaussian noise")
     extra = {}
     if m.uses_cse and not isinstance(task.noise, GaussianNoise):
         raise ValueError(f"{method}: the conditional score estimators are trained for Gaussian noise")

@@ -178,9 +178,14 @@ def load_prior_or_usage(name: str, args: argparse.Namespace | None = None):
 
 
 def check_linear(method: str, task) -> None:
-    """:class:`UsageError` when ``method`` needs a linear task and ``task`` is not one."""
+    """:class:`UsageError` when ``method`` needs a linear task (or an SVD) that ``task`` lacks."""
+    from dmap.operators import SVDOperator
+
     if METHODS[method].linear_only and not task.operator.linear:
         raise UsageError(f"{method} needs a linear task; {task.name} is not")
+    if METHODS[method].needs_svd and not isinstance(task.operator, SVDOperator):
+        raise UsageError(f"{method} needs an operator with an SVD (e.g. inpaint-box, inpaint-random, sr4, cs2); "
+                         f"{task.name} has none")  # fmt: skip
 
 
 def load_cse_or_usage(prior, task, path: str | None):

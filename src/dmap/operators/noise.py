@@ -45,11 +45,11 @@ class Noise(Config):
 
     def whitened_std(self, y: Tensor) -> Tensor:
         """The noise std per entry of the whitened measurement, per sample ``[B]``: the
-        Gaussian std, or ``1 / sqrt(mean(1 / Var(y_i)))`` (floored at 1e-3) for the
-        Poisson models (what the noise-aware methods such as DiffPIR use)."""
+        Gaussian std, or ``1 / sqrt(mean(1 / Var(y_i)))`` for the Poisson models (what the
+        noise-aware methods such as DiffPIR and DDRM use)."""
         var = self.variance(y)
         if var is None:
-            return torch.full((y.shape[0],), max(self.sigma, 1e-3), dtype=y.dtype, device=y.device)
+            return torch.full((y.shape[0],), self.sigma, dtype=y.dtype, device=y.device)
         return (1 / var).reshape(y.shape[0], -1).mean(1).rsqrt().clamp_min(1e-3)
 
     def whiten(self, op: Operator, y: Tensor) -> tuple[Operator, Tensor]:

@@ -12,6 +12,7 @@ from dmap.solvers.dps import DPSOptions, solve_dps
 from dmap.solvers.dsg import DSGOptions, solve_dsg
 from dmap.solvers.dmap import DMAPOptions, solve_dmap
 from dmap.solvers.cse import DMAPCSEOptions, DPSCSEOptions, solve_cse, solve_dmap_cse, solve_dps_cse
+from dmap.solvers.ddrm import DDRMOptions, solve_ddrm
 from dmap.solvers.diffpir import DiffPIROptions, solve_diffpir
 
 __all__ = [
@@ -24,6 +25,8 @@ __all__ = [
     "DPSCSEOptions",
     "DMAPCSEOptions",
     "DiffPIROptions",
+    "DDRMOptions",
+    "solve_ddrm",
     "solve_diffpir",
     "DivergenceError",
     "NonFiniteError",

@@ -91,6 +91,7 @@ class Method:
     base: str | None = None  # the method whose presets this one starts from (all but ``steps``)
     uses_cse: bool = False  # needs a conditional score estimator (``cse=``)
     uses_noise: bool = False  # takes the noise std of the (whitened) measurement (``sigma_y=``, per sample)
+    needs_svd: bool = False  # works in the operator's SVD (an SVDOperator)
 
 
 METHODS: dict[str, Method] = {}

@@ -1,0 +1,100 @@
+"""DDRM: denoising diffusion restoration models (Kawar et al., NeurIPS 2022, Eq. 7-8), for
+operators with an SVD ``A = U diag(s) V^T``.
+
+In the variance-exploding scale ``x~_t = x_t / sqrt(ab_t)`` with ``sigma_t^2 = (1 - ab_t) / ab_t``
+and in the spectral coefficients ``c = V^T x~``, ``y_bar = diag(s)^-1 U^T y``, each step
+``t -> t'`` takes ``c0 = V^T x0_hat(x_t, t)`` (1 evaluation, no gradient) and draws
+
+    unobserved (s_i = 0):          c'_i = c0_i + sqrt(1 - eta^2) sigma_t' (c_i - c0_i) / sigma_t + eta sigma_t' z
+    s_i > 0, sigma_t' < sigma_y/s_i: c'_i = c0_i + sqrt(1 - eta^2) sigma_t' (y_bar_i - c0_i) s_i / sigma_y + eta sigma_t' z
+    s_i > 0, otherwise:            c'_i = (1 - eta_b) c0_i + eta_b y_bar_i + sqrt(sigma_t'^2 - eta_b^2 sigma_y^2 / s_i^2) z
+
+then ``x_t' = sqrt(ab_t') V c'``.  At the last step ``sigma_t' = 0``: noiseless
+measurements are then met exactly (``eta_b = 1``).  Argument names: eta -> ``eta``,
+eta_b -> ``eta_b``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from dmap.operators.base import SVDOperator
+from dmap.priors.base import Prior
+from dmap.rng import Generators, randn
+from dmap.solvers.base import Method, Options, register
+from dmap.solvers.common import Callback, check_state
+
+
+@dataclass(frozen=True)
+class DDRMOptions(Options):
+    """``eta`` weighs fresh noise against the deterministic part, ``eta_b`` pulls the
+    observed coefficients towards the measurement (the paper's 0.85 and 1)."""
+
+    steps: int = 20
+    eta: float = 0.85
+    eta_b: float = 1.0
+
+    def check(self) -> None:
+        super().check()
+        for name in ("eta", "eta_b"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
+
+
+def ddrm_step(c: Tensor, c0: Tensor, y_bar: Tensor, s: Tensor, sigma_t: float, sigma_next: float,
+              sigma_y: Tensor, z: Tensor, options: DDRMOptions) -> Tensor:  # fmt: skip
+    """The coefficients ``c'`` at ``t'`` from ``c`` at ``t`` (module docstring); ``c, c0, z
+    [B, d]``, ``y_bar [B, m]`` and ``s [m]`` for the first ``m`` coefficients, ``sigma_y [B]``."""
+    m = s.numel()
+    eta, eta_b = options.eta, options.eta_b
+    keep = (1 - eta**2) ** 0.5 * sigma_next
+    out = c0 + keep * (c - c0) / sigma_t + eta * sigma_next * z  # unobserved coefficients
+    observed = s > 0
+    noise_level = sigma_y[:, None] / s.clamp_min(torch.finfo(s.dtype).tiny)  # sigma_y / s_i, [B, m]
+    quiet = (sigma_next < noise_level) & observed
+    towards_y = (
+        c0[:, :m] + keep * (y_bar - c0[:, :m]) / noise_level.clamp_min(torch.finfo(s.dtype).tiny) + (eta * sigma_next * z[:, :m])
+    )
+    var = (sigma_next**2 - eta_b**2 * noise_level**2).clamp_min(0)
+    at_y = (1 - eta_b) * c0[:, :m] + eta_b * y_bar + var.sqrt() * z[:, :m]
+    head = torch.where(quiet, towards_y, torch.where(observed, at_y, out[:, :m]))
+    return torch.cat([head, out[:, m:]], dim=1)
+
+
+def solve_ddrm(
+    prior: Prior,
+    operator: SVDOperator,
+    y: Tensor,
+    options: DDRMOptions = DDRMOptions(),
+    *,
+    sigma_y: Tensor,
+    generator: Generators = None,
+    callback: Callback = None,
+) -> Tensor:
+    """Solve ``y = A(x) + n`` with DDRM; ``sigma_y [B]`` is the noise std per sample.
+    Returns ``x0 [B, C, H, W]`` in [-1, 1]."""
+    schedule = prior.schedule
+    s = operator.singular_values().to(y)
+    y_bar = operator.UT(y) / s.clamp_min(torch.finfo(s.dtype).tiny)
+    x = randn((y.shape[0], *prior.shape), generator, y)
+    sigma_y = sigma_y.to(y)
+    for i, (t, t_prev) in enumerate(schedule.pairs(options.steps)):
+        with torch.no_grad():
+            x0_hat = prior.x0(x, t)
+            ab, ab_next = float(schedule.alpha_bar[t]), 1.0 if t_prev < 0 else float(schedule.alpha_bar[t_prev])
+            sigma_t, sigma_next = ((1 - ab) / ab) ** 0.5, ((1 - ab_next) / ab_next) ** 0.5
+            c = operator.VT(x) / ab**0.5
+            z = randn(c.shape, generator, c)
+            c_next = ddrm_step(c, operator.VT(x0_hat), y_bar, s, sigma_t, sigma_next, sigma_y, z, options)
+            x = ab_next**0.5 * operator.V(c_next)
+        check_state(x, "ddrm", i, t, options.eta)
+        if callback is not None:
+            callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
+    return x.clamp(-1, 1)
+
+
+register(Method("ddrm", solve_ddrm, DDRMOptions, "denoising diffusion restoration in the SVD (Kawar et al. 2022)",
+                linear_only=True, uses_noise=True, needs_svd=True))  # fmt: skip
