@@ -31,7 +31,7 @@ from dmap.priors.base import Prior
 from dmap.priors.gmm import GMMPrior
 from dmap.rng import sample_generators, seeded
 from dmap.shipped import shipped_cse
-from dmap.solvers import Options
+from dmap.solvers import ReverseOptions
 from dmap.solvers.cse import solve_cse
 
 
@@ -90,7 +90,7 @@ class NetworkReference:
                 self.cse.prior,
                 self.task.operator,
                 y0,
-                Options(steps=self.steps),
+                ReverseOptions(steps=self.steps),
                 cse=self.cse,
                 generator=sample_generators(seed + 3, n),
             )

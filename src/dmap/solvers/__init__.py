@@ -6,7 +6,7 @@ one entry point ``dmap.solve`` live in :mod:`dmap.presets` and :mod:`dmap.api`.
 
 # isort: skip_file
 # (the import order below is the registration order, the order `dmap list` shows)
-from dmap.solvers.base import METHODS, Method, Options, get_method, register
+from dmap.solvers.base import METHODS, Method, Options, ReverseOptions, get_method, register
 from dmap.solvers.common import DivergenceError, NonFiniteError, SolveError, project_to_sphere
 from dmap.solvers.dps import DPSOptions, solve_dps
 from dmap.solvers.dsg import DSGOptions, solve_dsg
@@ -19,6 +19,7 @@ __all__ = [
     "METHODS",
     "Method",
     "Options",
+    "ReverseOptions",
     "DPSOptions",
     "DSGOptions",
     "DMAPOptions",

@@ -32,11 +32,10 @@ def choices(default: int, values: tuple[int, ...]) -> Any:
 
 @dataclass(frozen=True)
 class Options(Config):
-    """Options shared by every method: ``steps`` reverse steps (N) and the DDIM ``eta``
-    (1: ancestral DDPM, 0: deterministic).  Subclasses add theirs and extend :meth:`check`."""
+    """Options shared by every method: ``steps`` reverse steps (N).  Subclasses add theirs
+    and extend :meth:`check`."""
 
     steps: int = 1000
-    eta: float = 1.0
 
     step_evals: ClassVar[int] = 1  # network evaluations of one outer step (without inner steps)
 
@@ -76,6 +75,14 @@ class Options(Config):
     def strength(cls) -> str | None:
         """The option that ``dmap tune`` searches on a grid (step size, guidance rate)."""
         return next((f.name for f in dataclasses.fields(cls) if "grid" in f.metadata), None)
+
+
+@dataclass(frozen=True)
+class ReverseOptions(Options):
+    """Options of the methods built on the DDIM(eta) reverse step: ``eta`` (1: ancestral
+    DDPM, 0: deterministic DDIM)."""
+
+    eta: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dmap.cse import CSE
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.rng import Generators
-from dmap.solvers.base import Method, Options, register
+from dmap.solvers.base import Method, ReverseOptions, register
 from dmap.solvers.common import Callback
 from dmap.solvers.dmap import DMAPOptions, solve_dmap
 from dmap.solvers.dps import DPSOptions, solve_dps
@@ -71,7 +71,7 @@ def solve_cse(
     prior: Prior,
     operator: Operator,
     y: Tensor,
-    options: Options = Options(),
+    options: ReverseOptions = ReverseOptions(),
     *,
     cse: CSE,
     generator: Generators = None,
@@ -87,7 +87,7 @@ register(
     Method(
         "cse",
         solve_cse,
-        Options,
+        ReverseOptions,
         "reverse process of the conditional score estimator alone (Xu et al. 2025)",
         linear_only=True,
         uses_cse=True,

@@ -31,12 +31,12 @@ from torch import Tensor
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
-from dmap.solvers.base import Method, Options, choices, register, tunable
+from dmap.solvers.base import Method, ReverseOptions, choices, register, tunable
 from dmap.solvers.common import Callback, check_state, measurement_grad, project_to_sphere
 
 
 @dataclass(frozen=True)
-class DMAPOptions(Options):
+class DMAPOptions(ReverseOptions):
     """``step_size`` (zeta) and ``inner_steps`` (K) of the inner gradient ascent;
     ``clamp`` clips x0_hat to [-1, 1] before A."""
 

@@ -22,12 +22,12 @@ from torch import Tensor
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
-from dmap.solvers.base import Method, Options, register, tunable
+from dmap.solvers.base import Method, ReverseOptions, register, tunable
 from dmap.solvers.common import Callback, check_state, measurement_grad
 
 
 @dataclass(frozen=True)
-class DPSOptions(Options):
+class DPSOptions(ReverseOptions):
     """``step_size`` (zeta) scales the likelihood gradient; ``clamp`` clips x0_hat to
     [-1, 1] before A (as the DPS reference code does)."""
 

@@ -24,12 +24,12 @@ from torch import Tensor
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
-from dmap.solvers.base import Method, Options, register, tunable
+from dmap.solvers.base import Method, ReverseOptions, register, tunable
 from dmap.solvers.common import Callback, check_state, measurement_grad, per_sample_norm, project_to_sphere
 
 
 @dataclass(frozen=True)
-class DSGOptions(Options):
+class DSGOptions(ReverseOptions):
     """``guidance_rate`` (g_r), guidance every ``interval`` steps; ``clamp`` clips x0_hat."""
 
     steps: int = 1000
