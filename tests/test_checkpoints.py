@@ -209,3 +209,31 @@ def test_restore_and_bench_run_on_a_diffusers_folder(tmp_path, capsys):
     # the bundled digits do not fit a colour 32 px prior: refused before any work
     assert main(argv[:-4] + ["--out", str(tmp_path / "c")] + common) == 2
     assert "give --data FOLDER" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_task_and_method_runs_on_colour_images(tiny, tmp_path):
+    """Colour 3 x 64 x 64 images through every task and every method that applies to it,
+    on the tiny ADM read as an x0 predictor (two steps each: this checks shapes, dtypes and
+    devices end to end, not quality)."""
+    folder, _ = tiny
+    (tmp_path / "flags.json").write_text(json.dumps({**TINY, "predict_xstart": "True"}))
+    prior = dmap.load_prior(f"adm={tmp_path / 'flags.json'}={folder / 'model.pt'}")
+    x = torch.rand(2, 3, 64, 64, generator=seeded(9)) * 1.6 - 0.8
+    ran = 0
+    for name in dmap.TASKS:
+        task = dmap.make_task(name, prior.shape, generator=seeded(0))
+        y = task.simulate(x, generator=sample_generators(1, 2))
+        for method, m in dmap.METHODS.items():
+            if (
+                m.uses_cse
+                or (m.linear_only and not task.operator.linear)
+                or (m.needs_svd and not isinstance(task.operator, dmap.operators.SVDOperator))
+            ):
+                continue
+            strength = {k: v for k, v in {"step_size": 0.01, "guidance_rate": 0.05, "lam": 1.0}.items()
+                        if k in {f for f in m.options.__dataclass_fields__}}  # fmt: skip
+            out = dmap.solve(method, prior, task, y, steps=2, generator=sample_generators(2, 2), **strength)
+            assert out.shape == (2, 3, 64, 64) and torch.isfinite(out).all(), (name, method)
+            ran += 1
+    assert ran >= 40

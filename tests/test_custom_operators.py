@@ -68,13 +68,14 @@ def test_operators_compose():
         blur @ down
 
 
-@pytest.mark.parametrize("method", ["dps", "dmap"])
+@pytest.mark.parametrize("method", ["dps", "dmap", "diffpir"])
 def test_a_user_operator_restores_digits_better_than_its_back_projection(user_op, method):
     prior = dmap.load_prior("mnist")
     task = make_task(user_op, sigma_y=0.05)
     x = mnist("test")[0][:4]
     y = task.simulate(x, generator=sample_generators(1, 4))
-    out = dmap.solve(method, prior, task, y, steps=50, step_size=1.0, generator=sample_generators(2, 4))
+    strength = {"lam": 1.0} if method == "diffpir" else {"step_size": 1.0}
+    out = dmap.solve(method, prior, task, y, steps=50, generator=sample_generators(2, 4), **strength)
     baseline = user_op.pinv(y.double()).float().clamp(-1, 1)
     assert float(psnr(out, x).mean()) > float(psnr(baseline, x).mean()) + 1.0
 
