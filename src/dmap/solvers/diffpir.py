@@ -34,7 +34,7 @@ class DiffPIROptions(Options):
     the share of fresh noise in the step to ``t'``; ``cg_iters`` bounds the conjugate gradients."""
 
     steps: int = 100
-    lam: float = tunable(7.0, grid=(0.3, 1.0, 3.0, 10.0, 30.0), refine=(0.58, 1.73))
+    lam: float = tunable(7.0, grid=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0), refine=(0.58, 1.73))
     zeta: float = 0.3
     cg_iters: int = 50
 
