@@ -130,3 +130,15 @@ def test_coefficients_are_computed_in_float64_before_the_cast():
     assert float((got - exact).abs().max()) < 2e-4
     coef = s.coef(0, torch.zeros(1, dtype=torch.float32), lambda a: (1 - a).sqrt())
     assert float(coef) == float(torch.tensor(1e-4, dtype=torch.float64).sqrt().float())
+
+
+def test_quadratic_spacing_is_the_diffpir_grid():
+    """DiffPIR's code steps through T-1 - floor(sqrt(u)), u evenly spaced in [0, T^2]."""
+    s = Schedule.linear()
+    ts = s.timesteps(100, "quadratic")
+    assert ts[:5] == [999, 899, 857, 825, 798] and ts[-5:] == [20, 15, 10, 5, 0] and len(set(ts)) == 100
+    assert s.pairs(3, "quadratic") == [(999, 292), (292, 0), (0, -1)]
+    with pytest.raises(ValueError, match="quadratic spacing needs steps <= 500"):
+        s.timesteps(900, "quadratic")
+    with pytest.raises(ValueError, match="unknown spacing"):
+        s.timesteps(10, "cubic")

@@ -53,7 +53,7 @@ def main() -> None:
     physics = dinv.physics.Inpainting(img_size=(1, 32, 32), mask=op.mask.float()[None],
                                       noise_model=dinv.physics.GaussianNoise(sigma=0.025))  # fmt: skip
     den = denoiser_from_prior(prior)
-    ts = prior.schedule.timesteps(args.steps)
+    ts = prior.schedule.timesteps(args.steps)  # DDRM: dmap's uniform grid, given to deepinv as noise levels
     gens = [seeded(2, int(i)) for i in ids]
     rows = {}
     with torch.no_grad():
@@ -62,12 +62,14 @@ def main() -> None:
         ddrm = dinv.sampling.DDRM(den, sigmas=np.array([sigma_of(prior, t) for t in ts]), eta=0.85, etab=1.0)
         theirs = torch.cat([ddrm(y01[i : i + 1].reshape(1, 1, 32, 32), physics) for i in range(len(x))])
         rows["ddrm"] = (psnr(ours, x).numpy(), psnr(2 * theirs - 1, x).numpy())
-        ours = dmap.solve("diffpir", prior, task, y, steps=args.steps, lam=7.0, zeta=0.3, generator=gens)
         torch.manual_seed(0)
         dp = dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), sigma=0.025, max_iter=args.steps, zeta=0.3,
                                    lambda_=7.0)  # fmt: skip
-        theirs = torch.cat([dp(y01[i : i + 1].reshape(1, 1, 32, 32), physics) for i in range(len(x))])
-        rows["diffpir"] = (psnr(ours, x).numpy(), psnr(2 * theirs - 1, x).numpy())
+        theirs = psnr(2 * torch.cat([dp(y01[i : i + 1].reshape(1, 1, 32, 32), physics) for i in range(len(x))]) - 1, x)
+        for spacing in ("uniform", "quadratic"):  # deepinv's DiffPIR steps on the quadratic grid
+            ours = dmap.solve("diffpir", prior, task, y, steps=args.steps, lam=7.0, zeta=0.3, spacing=spacing,
+                              generator=gens)  # fmt: skip
+            rows[f"diffpir, {spacing} grid"] = (psnr(ours, x).numpy(), theirs.numpy())
     lines = [
         f"`python benchmarks/peers/deepinv_check.py --images {args.images} --steps {args.steps}` (deepinv "
         f"{dinv.__version__}, torch {torch.__version__}): inpaint-random, {args.images} test digits, sigma_y = 0.05, "

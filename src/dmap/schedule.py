@@ -25,6 +25,7 @@ from torch import Tensor
 from dmap.config import Config
 
 KINDS = ("linear", "scaled_linear", "cosine")
+SPACINGS = ("uniform", "quadratic")
 
 
 @dataclass(frozen=True)
@@ -104,19 +105,29 @@ class Schedule:
         as ``sqrt(1 - ab_t)`` keep their precision near ``t = 0``."""
         return fn(self.ab(t, like)).to(like.dtype)
 
-    def timesteps(self, steps: int) -> list[int]:
-        """Respaced timesteps ``tau_N > ... > tau_1``: ``steps`` evenly spaced integers
-        from ``T-1`` down to 0 (guided-diffusion's ``space_timesteps``)."""
+    def timesteps(self, steps: int, spacing: str = "uniform") -> list[int]:
+        """Respaced timesteps ``tau_N > ... > tau_1``.  ``uniform``: ``steps`` evenly spaced
+        integers from ``T-1`` down to 0 (guided-diffusion's ``space_timesteps``);
+        ``quadratic``: ``T-1 - floor(sqrt(u))`` for ``u`` evenly spaced in ``[0, T^2]`` (the
+        DiffPIR code's grid, dense at low noise; it needs ``steps <= T/2``)."""
         if not 1 <= steps <= self.T:
             raise ValueError(f"steps must be in [1, {self.T}], got {steps}")
+        if spacing not in SPACINGS:
+            raise ValueError(f"unknown spacing {spacing!r}; choose from {', '.join(SPACINGS)}")
         if steps == 1:
             return [self.T - 1]
+        if spacing == "quadratic":
+            ts = (self.T - 1 - torch.linspace(0, self.T**2, steps, dtype=torch.float64).sqrt().floor()).long().clamp_min(0)
+            ts[-1] = 0
+            if bool((ts[1:] >= ts[:-1]).any()):
+                raise ValueError(f"quadratic spacing needs steps <= {self.T // 2}, got {steps}")
+            return ts.tolist()
         grid = torch.linspace(0, self.T - 1, steps, dtype=torch.float64).round().long()
         return grid.flip(0).tolist()
 
-    def pairs(self, steps: int) -> list[tuple[int, int]]:
+    def pairs(self, steps: int, spacing: str = "uniform") -> list[tuple[int, int]]:
         """``(t, t_prev)`` for each reverse step; the last ``t_prev`` is -1 (clean)."""
-        ts = self.timesteps(steps)
+        ts = self.timesteps(steps, spacing)
         return list(zip(ts, ts[1:] + [-1]))
 
     # --- forward process and conversions -----------------------------------------

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from torch import Tensor
 
 from dmap.config import Config, ConfigError
+from dmap.schedule import SPACINGS
 
 
 def tunable(default: float, grid: tuple[float, ...], refine: tuple[float, ...]) -> Any:
@@ -32,10 +33,12 @@ def choices(default: int, values: tuple[int, ...]) -> Any:
 
 @dataclass(frozen=True)
 class Options(Config):
-    """Options shared by every method: ``steps`` reverse steps (N).  Subclasses add theirs
-    and extend :meth:`check`."""
+    """Options shared by every method: ``steps`` reverse steps (N) on the time grid
+    ``spacing`` (``uniform`` or ``quadratic``, :meth:`dmap.schedule.Schedule.timesteps`).
+    Subclasses add theirs and extend :meth:`check`."""
 
     steps: int = 1000
+    spacing: str = "uniform"
 
     step_evals: ClassVar[int] = 1  # network evaluations of one outer step (without inner steps)
 
@@ -51,6 +54,8 @@ class Options(Config):
         """Validate the values (``ValueError`` naming the option)."""
         if not (isinstance(self.steps, int) and self.steps >= 1):
             raise ValueError(f"steps must be a positive integer, got {self.steps}")
+        if self.spacing not in SPACINGS:
+            raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}, got {self.spacing!r}")
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, float) and not (math.isfinite(v) and v >= 0):

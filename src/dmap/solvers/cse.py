@@ -79,7 +79,13 @@ def solve_cse(
 ) -> Tensor:
     """Sample ``p(x | y)`` with the estimator's reverse process alone (no likelihood step)."""
     return sample_prior(
-        cse.conditioned(operator, y), y.shape[0], steps=options.steps, eta=options.eta, generator=generator, callback=callback
+        cse.conditioned(operator, y),
+        y.shape[0],
+        steps=options.steps,
+        eta=options.eta,
+        spacing=options.spacing,
+        generator=generator,
+        callback=callback,
     )
 
 

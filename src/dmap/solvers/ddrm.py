@@ -81,7 +81,7 @@ def solve_ddrm(
     y_bar = operator.UT(y) / s.clamp_min(torch.finfo(s.dtype).tiny)
     x = randn((y.shape[0], *prior.shape), generator, y)
     sigma_y = sigma_y.to(y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(options.steps)):
+    for i, (t, t_prev) in enumerate(schedule.pairs(options.steps, options.spacing)):
         with torch.no_grad():
             x0_hat = prior.x0(x, t)
             ab, ab_next = float(schedule.alpha_bar[t]), 1.0 if t_prev < 0 else float(schedule.alpha_bar[t_prev])

@@ -10,7 +10,8 @@ For ``t = tau_N .. tau_1`` (``t'`` the next timestep), with ``sigma_t^2 = (1 - a
     eps_hat = (x_t - sqrt(ab_t) x0_y) / sqrt(1 - ab_t)
     x_t'    = sqrt(ab_t') x0_y + sqrt(1 - ab_t') (sqrt(1 - zeta) eps_hat + sqrt(zeta) eps)
 
-and ``x0_y`` at the last step.  Argument names: lambda -> ``lam``, zeta -> ``zeta``.
+and ``x0_y`` at the last step, on the DiffPIR code's quadratic time grid by default.
+Argument names: lambda -> ``lam``, zeta -> ``zeta``.
 No gradient goes through the network: an evaluation costs about half of DPS's.
 """
 
@@ -34,6 +35,7 @@ class DiffPIROptions(Options):
     the share of fresh noise in the step to ``t'``; ``cg_iters`` bounds the conjugate gradients."""
 
     steps: int = 100
+    spacing: str = "quadratic"  # the DiffPIR code's grid (dense at low noise)
     lam: float = tunable(7.0, grid=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0), refine=(0.58, 1.73))
     zeta: float = 0.3
     cg_iters: int = 50
@@ -66,7 +68,7 @@ def solve_diffpir(
     Returns ``x0 [B, C, H, W]`` in [-1, 1]."""
     schedule = prior.schedule
     x = randn((y.shape[0], *prior.shape), generator, y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(options.steps)):
+    for i, (t, t_prev) in enumerate(schedule.pairs(options.steps, options.spacing)):
         with torch.no_grad():
             x0_hat = prior.x0(x, t)
             ab = float(schedule.alpha_bar[t])

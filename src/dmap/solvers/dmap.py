@@ -66,7 +66,7 @@ def solve_dmap(
     schedule = prior.schedule
     n = math.prod(prior.shape)
     x = randn((y.shape[0], *prior.shape), generator, y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(steps)):
+    for i, (t, t_prev) in enumerate(schedule.pairs(steps, options.spacing)):
         with torch.no_grad():
             x0_hat = (step_prior or prior).x0(x, t)
             mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)

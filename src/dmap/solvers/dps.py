@@ -51,7 +51,7 @@ def solve_dps(
     steps, step_size, eta, clamp = options.steps, options.step_size, options.eta, options.clamp
     schedule = prior.schedule
     x = randn((y.shape[0], *prior.shape), generator, y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(steps)):
+    for i, (t, t_prev) in enumerate(schedule.pairs(steps, options.spacing)):
         x = x.detach().requires_grad_(True)
         x0_hat = prior.x0(x, t)
         g, residual = measurement_grad(x, x0_hat, operator, y, clamp)

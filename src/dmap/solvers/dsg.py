@@ -63,7 +63,7 @@ def solve_dsg(
     schedule = prior.schedule
     n = math.prod(prior.shape)
     x = randn((y.shape[0], *prior.shape), generator, y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(steps)):
+    for i, (t, t_prev) in enumerate(schedule.pairs(steps, options.spacing)):
         guided = i % interval == 0
         x = x.detach().requires_grad_(guided)
         with torch.set_grad_enabled(guided):

@@ -21,13 +21,14 @@ def sample_prior(
     *,
     steps: int = 250,
     eta: float = 1.0,
+    spacing: str = "uniform",
     generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
     """``n`` samples ``[n, C, H, W]`` in [-1, 1] from ``prior`` with ``steps`` reverse steps."""
     schedule = prior.schedule
     x = randn((n, *prior.shape), generator, torch.empty(0, device=prior.device))
-    for i, (t, t_prev) in enumerate(schedule.pairs(steps)):
+    for i, (t, t_prev) in enumerate(schedule.pairs(steps, spacing)):
         x0_hat = prior.x0(x, t)
         mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
         x = mu + sigma * randn(x.shape, generator, x)
