@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import dmap
+from dmap.api import unsuited
 from dmap.cli import main
 from dmap.priors.adm import ADM_CONFIGS, ADMConfig, adm_unet, load_adm_prior
 from dmap.priors.checkpoint import read_state_dict
@@ -225,11 +226,7 @@ def test_every_task_and_method_runs_on_colour_images(tiny, tmp_path):
         task = dmap.make_task(name, prior.shape, generator=seeded(0))
         y = task.simulate(x, generator=sample_generators(1, 2))
         for method, m in dmap.METHODS.items():
-            if (
-                m.uses_cse
-                or (m.linear_only and not task.operator.linear)
-                or (m.needs_svd and not isinstance(task.operator, dmap.operators.SVDOperator))
-            ):
+            if m.uses_cse or unsuited(method, task):
                 continue
             strength = {k: v for k, v in {"step_size": 0.01, "guidance_rate": 0.05, "lam": 1.0}.items()
                         if k in {f for f in m.options.__dataclass_fields__}}  # fmt: skip

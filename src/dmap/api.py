@@ -18,6 +18,22 @@ from dmap.solvers import Options, get_method
 from dmap.solvers.common import Callback
 
 
+def unsuited(method: str, task: Task) -> str | None:
+    """Why ``method`` cannot solve ``task`` (a nonlinear operator for a linear-only method,
+    no SVD for DDRM, non-Gaussian noise where the method needs it), or None.  The one
+    check behind ``run_method``, the CLI and ``bench``."""
+    m = get_method(method)
+    if m.linear_only and not task.operator.linear:
+        return f"{method} needs a linear task; {task.name} is not"
+    if m.needs_svd and not isinstance(task.operator, SVDOperator):
+        return f"{method} needs an operator with an SVD (e.g. inpaint-box, inpaint-random, sr4, cs2); {task.name} has none"
+    if m.needs_svd and not isinstance(task.noise, GaussianNoise):
+        return f"{method} needs Gaussian noise"
+    if m.uses_cse and not isinstance(task.noise, GaussianNoise):
+        return f"{method}: the conditional score estimators are trained for Gaussian noise"
+    return None
+
+
 def run_method(
     method: str,
     prior: Prior,
@@ -39,16 +55,10 @@ def run_method(
         raise TypeError(f"{method} takes {m.options.__name__}, got {type(options).__name__}")
     if tuple(task.operator.x_shape) != tuple(prior.shape):
         raise ValueError(f"task built for images {task.operator.x_shape}, prior expects {prior.shape}")
-    if m.linear_only and not task.operator.linear:
-        raise ValueError(f"{method} needs a linear task; {task.name} is not")
-    if m.needs_svd and not isinstance(task.operator, SVDOperator):
-        raise ValueError(f"{method} needs an operator with an SVD (e.g. inpaint-box, inpaint-random, sr4, cs2); "
-                         f"{task.name} has none")  # fmt: skip
-    if m.needs_svd and not isinstance(task.noise, GaussianNoise):
-        raise ValueError(f"{method} needs Gaussian noise")
+    reason = unsuited(method, task)
+    if reason:
+        raise ValueError(reason)
     extra = {}
-    if m.uses_cse and not isinstance(task.noise, GaussianNoise):
-        raise ValueError(f"{method}: the conditional score estimators are trained for Gaussian noise")
     if m.uses_cse:
         if cse is None:
             cse = find_cse(prior, task.name, sigma_y=task.sigma_y)

@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 
 import dmap
-from dmap.api import run_method
+from dmap.api import run_method, unsuited
 from dmap.bench.specs import BenchConfig, BenchError, parse_method
 from dmap.bench.store import MANIFEST, append_rows, outputs_path, read_store, row_key, save_outputs
 from dmap.data import folder_spread, load_kernel, load_mask, mnist_spread
 from dmap.metrics import psnr, ssim
-from dmap.operators.base import SVDOperator
 from dmap.operators.tasks import Task
 from dmap.presets import load_presets, resolve_options
 from dmap.priors.base import fingerprint
@@ -104,10 +103,9 @@ class Bench:
     def _cell(self, task: str, spec: str, nfe: int) -> dict:
         name, _, cse_path = parse_method(spec)
         method = dmap.METHODS[name]
-        if method.linear_only and not self.task(task)[0].operator.linear:
-            raise BenchError(f"{spec} needs a linear task; {task} is not")
-        if method.needs_svd and not isinstance(self.task(task)[0].operator, SVDOperator):
-            raise BenchError(f"{spec} needs an operator with an SVD; {task} has none")
+        reason = unsuited(name, self.task(task)[0])
+        if reason:
+            raise BenchError(f"{spec}: {reason}")
         opts = self.options(task, spec, nfe)
         cell = {"task": task, "method": spec, "nfe_budget": nfe, "nfe": opts.nfe(), "options": opts.to_dict()}
         if method.uses_cse:

@@ -13,8 +13,8 @@ from dmap.cli.common import (
     add_device,
     add_prior,
     add_threads,
-    check_linear,
     check_names,
+    check_suited,
     load_cse_or_usage,
     load_prior_or_usage,
     nonnegative,
@@ -164,7 +164,7 @@ def cmd_tune(args) -> int:
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
     task, x, y = task.to(prior.device), x.to(prior.device), y.to(prior.device)
-    check_linear(args.method, task)
+    check_suited(args.method, task)
     cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
     around = resolve_options(args.method, args.around, args.task) if args.around else None
 

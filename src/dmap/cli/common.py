@@ -177,15 +177,13 @@ def load_prior_or_usage(name: str, args: argparse.Namespace | None = None):
         raise UsageError(f"prior {name} on device {device}: {str(e).splitlines()[0]}") from None
 
 
-def check_linear(method: str, task) -> None:
-    """:class:`UsageError` when ``method`` needs a linear task (or an SVD) that ``task`` lacks."""
-    from dmap.operators import SVDOperator
+def check_suited(method: str, task) -> None:
+    """:class:`UsageError` when ``method`` cannot solve ``task`` (:func:`dmap.api.unsuited`)."""
+    from dmap.api import unsuited
 
-    if METHODS[method].linear_only and not task.operator.linear:
-        raise UsageError(f"{method} needs a linear task; {task.name} is not")
-    if METHODS[method].needs_svd and not isinstance(task.operator, SVDOperator):
-        raise UsageError(f"{method} needs an operator with an SVD (e.g. inpaint-box, inpaint-random, sr4, cs2); "
-                         f"{task.name} has none")  # fmt: skip
+    reason = unsuited(method, task)
+    if reason:
+        raise UsageError(reason)
 
 
 def load_cse_or_usage(prior, task, path: str | None):

@@ -17,8 +17,8 @@ from dmap.cli.common import (
     add_device,
     add_prior,
     add_threads,
-    check_linear,
     check_names,
+    check_suited,
     fit_image,
     load_cse_or_usage,
     load_prior_or_usage,
@@ -245,7 +245,7 @@ def cmd_restore(args) -> int:
     out = OutputFolder.prepare(args.out)
     prior = load_prior_or_usage(args.prior, args)
     task = task_from_args(args, prior.shape)
-    check_linear(args.method, task)
+    check_suited(args.method, task)
     cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
     paths, batch = _load_inputs(args, prior, task.operator)
     keys = [int(hashlib.sha256(x.numpy().tobytes()).hexdigest()[:8], 16) for x in batch]
