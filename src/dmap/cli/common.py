@@ -188,11 +188,9 @@ def check_suited(method: str, task) -> None:
 
 def load_cse_or_usage(prior, task, path: str | None):
     """The adapter at ``path`` or the shipped one for (prior, task), checked against the
-    task's noise level; :class:`UsageError` if unusable."""
+    task's noise level; :class:`UsageError` if unusable (call :func:`check_suited` first)."""
     from dmap.cse import get_cse
 
-    if not task.operator.linear:
-        raise UsageError(f"the cse methods need a linear task; {task.name} is not")
     try:
         return get_cse(prior, task.name, path, sigma_y=task.sigma_y)
     except ValueError as e:
