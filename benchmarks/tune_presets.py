@@ -1,13 +1,14 @@
 """Tune the shipped presets with `dmap tune` and write them into ``src/dmap/presets.json``.
 
     python benchmarks/tune_presets.py [--prior gmm-mnist] [--tasks ...] [--methods dps,dsg,dmap]
-                                      [--images 16] [--nfe 1000] [--around PRIOR]
+                                      [--images 8] [--nfe 100,250,1000] [--around PRIOR]
 
 For every task and method one `dmap tune` call (a coarse-to-fine search of the step size,
-and K for DMAP, on *train* digits, maximizing mean PSNR at ``--nfe`` network evaluations
-per image; ``--around gmm-mnist`` searches locally around that prior's presets, K kept).
+and K for DMAP, on *train* digits, maximizing the mean PSNR over the ``--nfe`` budgets in
+network evaluations per image: one setting for all of them; ``--around PRIOR`` searches
+locally around that prior's presets, K kept).
 Each call adds its choice and a note saying how it was made to the preset file (``--out``,
-default the shipped one); its trials go to ``<trials>/<prior>-<task>-<method>-<nfe>.json``
+default the shipped one); its trials go to ``<trials>/<prior>-<task>-<method>-<nfe>.json`` (budgets joined by _)
 (default ``benchmarks/results/tune/``), and a pair already tuned there is skipped.
 """
 
@@ -26,8 +27,8 @@ def main() -> None:
     ap.add_argument("--prior", default="gmm-mnist")
     ap.add_argument("--tasks", default=",".join(dmap.TASKS))
     ap.add_argument("--methods", default="dps,dsg,dmap")
-    ap.add_argument("--images", type=int, default=16)
-    ap.add_argument("--nfe", type=int, default=1000)
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--nfe", default="100,250,1000", help="budgets, one setting for all (100,250,1000)")
     ap.add_argument("--around", help="local search around this prior's presets (e.g. gmm-mnist), K kept")
     ap.add_argument("--out", default=str(ROOT / "src" / "dmap" / "presets.json"), help="preset file (the shipped one)")
     ap.add_argument("--trials", default=str(RESULTS / "tune"), help="folder for the trials of each call")
@@ -37,7 +38,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for task in args.tasks.split(","):
         for method in args.methods.split(","):
-            trials = folder / f"{args.prior}-{task}-{method}-{args.nfe}.json"
+            trials = folder / f"{args.prior}-{task}-{method}-{args.nfe.replace(',', '_')}.json"
             if trials.exists():
                 continue
             cmd = [
@@ -52,7 +53,7 @@ def main() -> None:
                 "--images",
                 str(args.images),
                 "--nfe",
-                str(args.nfe),
+                args.nfe,
                 "--out",
                 str(presets),
                 "--json",

@@ -241,3 +241,32 @@ def test_tune_reads_train_digits_only_and_writes_a_preset_file(tmp_path, capsys,
     )
     cell = json.loads((out / "manifest.json").read_text())["cells"][0]
     assert cell["options"]["step_size"] == result["chosen"]["step_size"]
+
+
+def test_equal_steps_gives_every_method_the_steps_and_records_what_it_spent(tmp_path):
+    """The paper's protocol: the same steps for every method, DMAP with K = 3 unless its spec
+    sets K; NFE = steps (K + 1) - K for DMAP; noiseless measurements accepted."""
+    methods = ("dps[step_size=0.01]", "dmap[step_size=0.01]", "dmap[step_size=0.01,inner_steps=2]", "dsg")
+    config = BenchConfig("gmm-mnist", ("sr4",), methods, images=2, nfe=(10,), sigma_y=0.0, protocol="equal-steps")
+    summary = {c["method"]: c for c in run_bench(config, tmp_path / "b", show_progress=False)}
+    assert [(c["steps"], c["nfe"]) for c in summary.values()] == [(10, 10), (10, 10 * 4 - 3), (10, 10 * 3 - 2), (10, 10)]
+    assert all(np.isfinite(c["psnr_mean"]) for c in summary.values())
+    assert "| steps | NFE |" in (tmp_path / "b" / "summary.md").read_text()
+    assert "protocol equal-steps" in (tmp_path / "b" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--protocol", "equal-steps"], "needs --steps"),
+        (["--protocol", "equal-steps", "--steps", "10", "--nfe", "10"], "--nfe does not apply"),
+        (["--steps", "10"], "--steps does not apply"),
+        (["--nfe", "10,10"], "none twice"),
+    ],
+)
+def test_bad_protocol_budgets_exit_2(argv, message, tmp_path, capsys):
+    base = ["bench", "--prior", "gmm-mnist", "--tasks", "sr4", "--methods", "dps", "--out", str(tmp_path / "b")]
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "b").exists()

@@ -13,9 +13,9 @@ from dmap.solvers import DivergenceError, SolveError, project_to_sphere
 
 SHAPE = (1, 4, 4)
 OPTIONS = {
-    "dps": {"steps": 12, "step_size": 0.3},
-    "dsg": {"steps": 12, "guidance_rate": 0.2},
-    "dmap": {"steps": 6, "step_size": 0.3, "inner_steps": 2},
+    "dps": {"steps": 12, "step_size": 0.0033},  # zeta per unit of time: 0.3 per step (jump 91)
+    "dsg": {"steps": 12, "guidance_rate": 0.00245},  # 0.2 per step (jump 91)
+    "dmap": {"steps": 6, "step_size": 0.0015, "inner_steps": 2},  # 0.3 per step (jump 200)
     "diffpir": {"steps": 12, "lam": 3.0},
     "ddrm": {"steps": 12},
 }
@@ -62,12 +62,12 @@ def test_fixed_seed_is_reproducible_and_ignores_global_seed(method, tiny):
 
 # pinned outputs of the tiny configuration: a refactor that changes a number fails here
 GOLDEN = {
-    "dps": [-0.178962, -0.192183, -0.364128, 0.031434, -0.155162, -0.091949, -0.422029, -0.05221, -0.592891, 0.076001,
-            -0.30063, 0.540548],
-    "dsg": [-0.642109, -0.172607, -0.341581, 0.340579, -0.718516, 0.011055, -0.267962, 0.314925, -0.713752, 0.090647,
-            -0.255439, 0.339875],
-    "dmap": [-0.363282, -0.178875, -0.332841, 0.040804, -0.002591, -0.19103, -0.357679, -0.211623, -0.674683, -0.007746,
-             -0.302462, 0.359838],
+    "dps": [0.016926, -0.210278, -0.363815, -0.174193, 0.075297, -0.166786, -0.422054, -0.143747, -0.679576, -0.021777,
+            -0.301161, 0.303295],
+    "dsg": [-0.642156, -0.172637, -0.341597, 0.340526, -0.718252, 0.01103, -0.268023, 0.314797, -0.713704, 0.090427,
+            -0.255528, 0.339789],
+    "dmap": [-0.3626, -0.178947, -0.332868, 0.040237, -0.002589, -0.191029, -0.357679, -0.211624, -0.674664, -0.007751,
+             -0.302467, 0.359824],
     "ddrm": [-0.08097, -0.219671, -0.334318, -0.080677, -0.129544, -0.103363, -0.309497, -0.177168, -0.441223,
              -0.098877, -0.385393, 0.120996],
     "diffpir": [-0.542392, -0.193482, -0.3973, 0.375206, -0.52178, 0.037388, -0.407922, 0.119142, -0.623203, 0.0772,
@@ -75,12 +75,34 @@ GOLDEN = {
 }  # fmt: skip
 
 
+# the same with the DPS paper's constant zeta = 0.3 per step (pinned before guidance="time" existed)
+GOLDEN_CONSTANT = {
+    "dsg": [-0.642109, -0.172607, -0.341581, 0.340579, -0.718516, 0.011055, -0.267962, 0.314925, -0.713752, 0.090647,
+            -0.255439, 0.339875],
+    "dps": [-0.178962, -0.192183, -0.364128, 0.031434, -0.155162, -0.091949, -0.422029, -0.05221, -0.592891, 0.076001,
+            -0.30063, 0.540548],
+    "dmap": [-0.363282, -0.178875, -0.332841, 0.040804, -0.002591, -0.19103, -0.357679, -0.211623, -0.674683, -0.007746,
+             -0.302462, 0.359838],
+}  # fmt: skip
+
+
+def first_values(out):
+    assert out.dtype == torch.float64 and out.shape == (3, *SHAPE)
+    return [round(float(v), 6) for v in out.reshape(3, -1)[:, :4].flatten()]
+
+
 @pytest.mark.parametrize("method", BASIC)
 def test_golden_values(method, tiny):
-    out = run(method, tiny, sample_generators(3, 3))
-    assert out.dtype == torch.float64 and out.shape == (3, *SHAPE)
-    got = [round(float(v), 6) for v in out.reshape(3, -1)[:, :4].flatten()]
-    assert got == pytest.approx(GOLDEN[method], abs=1e-6)
+    assert first_values(run(method, tiny, sample_generators(3, 3))) == pytest.approx(GOLDEN[method], abs=1e-6)
+
+
+@pytest.mark.parametrize("method", sorted(GOLDEN_CONSTANT))
+def test_constant_guidance_keeps_the_dps_paper_step(method, tiny):
+    prior, task, _, y = tiny
+    strength = {"dsg": ("guidance_rate", 0.2)}.get(method, ("step_size", 0.3))
+    options = {**OPTIONS[method], strength[0]: strength[1], "guidance": "constant"}
+    out = solve(method, prior, task, y, generator=sample_generators(3, 3), **options)
+    assert first_values(out) == pytest.approx(GOLDEN_CONSTANT[method], abs=1e-6)
 
 
 @pytest.mark.parametrize("method", BASIC)

@@ -58,3 +58,31 @@ def test_local_search_extends_at_the_edge():
     assert psnrs[2] > psnrs[1] > psnrs[0]
     assert values[3:] == [9e-3, 0.027]
     assert best.step_size == max(trials, key=lambda t: t["psnr"])["step_size"]
+
+
+def test_several_budgets_score_one_setting_by_its_mean_psnr():
+    prior, task, x, y = setup()
+    best, trials = tune(prior, task, "dps", x, y, nfe=(10, 20), around=DPSOptions(step_size=1e-3))
+    for t in trials:
+        assert t["nfe"] == [10, 20] and len(t["psnr_per_budget"]) == 2
+        assert t["psnr"] == sum(t["psnr_per_budget"]) / 2
+    top = max(trials, key=lambda t: t["psnr"])
+    assert (best.steps, best.step_size) == (20, top["step_size"])
+    # a budget alone scores what that budget scored within the pair
+    _, alone = tune(prior, task, "dps", x, y, nfe=10, around=DPSOptions(step_size=1e-3))
+    assert [t["psnr"] for t in alone[:3]] == [t["psnr_per_budget"][0] for t in trials[:3]]
+
+
+def test_a_table_of_strengths_by_steps_widens_each_budget_at_its_edge():
+    from dmap.tune import tune_budgets
+
+    prior, task, x, y = setup()
+    best, trials, by_steps = tune_budgets(prior, task, "dps", x, y, nfe=(10, 20), around=DPSOptions(step_size=1e-3))
+    assert sorted(by_steps) == [10, 20] and best.steps == 20
+    for j, (steps, value) in enumerate(sorted(by_steps.items())):
+        # the value is the best that budget scored, over the shared trials and its own
+        scores = {t["step_size"]: t["psnr_per_budget"][j] for t in trials if "budget_only" not in t}
+        scores |= {t["step_size"]: t["psnr"] for t in trials if t.get("budget_only") == (10, 20)[j]}
+        assert value == max(scores, key=scores.get)
+    # far too small a step size at both budgets: each is widened past the shared search
+    assert any("budget_only" in t for t in trials)

@@ -18,10 +18,16 @@ from dmap.solvers import Options, get_method
 from dmap.solvers.common import Callback
 
 
-def unsuited(method: str, task: Task) -> str | None:
+def unsuited(method: str, task: Task, options: Options | None = None, prior: Prior | None = None) -> str | None:
     """Why ``method`` cannot solve ``task`` (a nonlinear operator for a linear-only method,
-    no SVD for DDRM, non-Gaussian noise where the method needs it), or None.  The one
-    check behind ``run_method``, the CLI and ``bench``."""
+    no SVD for DDRM, non-Gaussian noise where the method needs it) or, given ``options``
+    and ``prior``, cannot take that many steps on the prior's schedule; None if it can.
+    The one check behind ``run_method``, the CLI and ``bench``."""
+    if options is not None and prior is not None:
+        try:
+            prior.schedule.timesteps(options.steps, options.spacing)
+        except ValueError as e:
+            return f"{method}: {e} (the prior's schedule has {prior.schedule.T} steps)"
     m = get_method(method)
     if m.linear_only and not task.operator.linear:
         return f"{method} needs a linear task; {task.name} is not"
@@ -55,7 +61,7 @@ def run_method(
         raise TypeError(f"{method} takes {m.options.__name__}, got {type(options).__name__}")
     if tuple(task.operator.x_shape) != tuple(prior.shape):
         raise ValueError(f"task built for images {task.operator.x_shape}, prior expects {prior.shape}")
-    reason = unsuited(method, task)
+    reason = unsuited(method, task, options, prior)
     if reason:
         raise ValueError(reason)
     extra = {}
@@ -82,13 +88,15 @@ def solve(
     callback: Callback = None,
     cse: CSE | None = None,
     presets: Table | None = None,
+    nfe: int | None = None,
     **options: Any,
 ) -> Tensor:
     """Restore ``x`` from ``y = A(x) + n`` with ``method`` on ``prior``; returns ``x0`` in
     [-1, 1], ``[B, C, H, W]``.  Options not given (``steps=``, ``step_size=``, ...) come
     from the preset for ``(prior.name, task.name, method)`` in ``presets`` (default: the
-    shipped ones, :func:`dmap.presets.load_presets`), then the method's defaults.  Pass
+    shipped ones, :func:`dmap.presets.load_presets`), then the method's defaults; ``nfe``
+    sets the budget in network evaluations per image instead of ``steps``.  Pass
     one generator per image (``dmap.rng.sample_generators``) to make a batch equal to its
     images solved one by one.  See :func:`run_method` for ``cse`` and the errors."""
-    opts = resolve_options(method, prior.name, task.name, presets=presets, **options)
+    opts = resolve_options(method, prior.name, task.name, presets=presets, nfe=nfe, **options)
     return run_method(method, prior, task, y, opts, generator=generator, callback=callback, cse=cse)

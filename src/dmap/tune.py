@@ -47,7 +47,7 @@ def tune(
     x: Tensor,
     y: Tensor,
     *,
-    nfe: int = 1000,
+    nfe: int | tuple[int, ...] = 1000,
     seed: int = 0,
     around: Options | None = None,
     log: Callable[[dict], None] | None = None,
@@ -55,7 +55,10 @@ def tune(
 ) -> tuple[Options, list[dict]]:
     """Search ``method``'s tunable option (and K for DMAP) at a budget of ``nfe`` network
     evaluations per image, maximizing the mean PSNR on ``(x, y)`` — which must be
-    training images.  Returns the best options and every trial (options, nfe, psnr).
+    training images.  With several budgets, one setting for all of them: each trial runs
+    at every budget and scores the mean PSNR over them (-inf if it fails at any), and the
+    options returned carry the steps of the largest budget.  Returns the best options and
+    every trial (options, nfe, psnr; per budget when several).
 
     Full search: the coarse log grid (widened by factors of 3 while the best lies at an
     edge), then each K choice for DMAP, then the refinements around the best.  With
@@ -69,13 +72,22 @@ def tune(
     k_key = next((name for name, md in meta.items() if "choices" in md), None)
     start = around or m.options()
     trials: list[tuple[Options, float]] = []
+    logged: list[dict] = []
+
+    budgets = (nfe,) if isinstance(nfe, int) else tuple(nfe)
 
     def run(value: float, **extra) -> float:
-        opts = start.replace(**{key: value}, **extra).for_budget(nfe)
-        score = evaluate(prior, task, method, x, y, seed, opts, cse)
+        """Mean PSNR of one setting over the budgets (-inf if it fails at any)."""
+        chosen = start.replace(**{key: value}, **extra)
+        scores = [evaluate(prior, task, method, x, y, seed, chosen.for_budget(n), cse) for n in budgets]
+        opts, score = chosen.for_budget(max(budgets)), sum(scores) / len(scores)
         trials.append((opts, score))
+        record = {**opts.to_dict(), "nfe": opts.nfe(), "psnr": score}
+        if len(budgets) > 1:
+            record.update(nfe=[chosen.for_budget(n).nfe() for n in budgets], psnr_per_budget=scores)
+        logged.append(record)
         if log is not None:
-            log({**opts.to_dict(), "nfe": opts.nfe(), "psnr": score})
+            log(record)
         return score
 
     def best() -> Options:
@@ -107,4 +119,43 @@ def tune(
         center = best()
         for f in meta[key]["refine"]:
             run(r3(getattr(center, key) * f), **({k_key: getattr(center, k_key)} if k_key else {}))
-    return best(), [{**o.to_dict(), "nfe": o.nfe(), "psnr": s} for o, s in trials]
+    return best(), logged
+
+
+def tune_budgets(
+    prior: Prior,
+    task: Task,
+    method: str,
+    x: Tensor,
+    y: Tensor,
+    *,
+    nfe: tuple[int, ...],
+    seed: int = 0,
+    around: Options | None = None,
+    log: Callable[[dict], None] | None = None,
+    cse=None,
+) -> tuple[Options, list[dict], dict[int, float]]:
+    """:func:`tune` at several budgets, then the best strength at each: the one setting with
+    the best mean PSNR over ``nfe`` (options at the largest budget), the trials, and
+    ``{steps: strength}`` for the steps of each budget, from the same trials, widened at
+    that budget alone (x3 or /3, at most twice) while its best lies at an edge of the
+    values tried.  A preset with this table (``by_steps``) uses the strength for the steps
+    a run takes (:func:`dmap.presets.strength_at`)."""
+    best, trials = tune(prior, task, method, x, y, nfe=nfe, seed=seed, around=around, log=log, cse=cse)
+    key = get_method(method).options.strength()
+    by_steps = {}
+    for j, n in enumerate(nfe):
+        scores = {t[key]: t["psnr_per_budget"][j] for t in trials if "budget_only" not in t}
+        for _ in range(2):
+            top = max(scores, key=scores.get)
+            if top not in (min(scores), max(scores)) or len(scores) < 2:
+                break
+            value = r3(top * 3 if top == max(scores) else top / 3)
+            opts = best.replace(**{key: value}).for_budget(n)
+            scores[value] = evaluate(prior, task, method, x, y, seed, opts, cse)
+            record = {**opts.to_dict(), "nfe": opts.nfe(), "psnr": scores[value], "budget_only": n}
+            trials.append(record)
+            if log is not None:
+                log(record)
+        by_steps[best.for_budget(n).steps] = max(scores, key=scores.get)
+    return best, trials, by_steps

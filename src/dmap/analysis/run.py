@@ -135,7 +135,7 @@ def analyze(
     if methods is None:
         methods = ("dps", "dsg", "dmap") + (("cse", "dps+cse") if cse is not None else ())
     ref = reference or reference_for(prior, task, y)
-    dps = resolve_options("dps", prior.name, task.name).for_budget(nfe)  # the DPS run analysed
+    dps = resolve_options("dps", prior.name, task.name, nfe=nfe)  # the DPS run analysed
     zeta, stride = dps.step_size, max(1, prior.schedule.T // dps.steps)
     ts = timesteps(prior.schedule.T)
     out: dict = {
@@ -170,7 +170,7 @@ def analyze(
     for method in methods:
         say(f"{n_samples} samples of {method}")
         y0 = y[:1].expand(n_samples, *y.shape[1:]).contiguous()
-        opts = resolve_options(method, prior.name, task.name).for_budget(nfe)
+        opts = resolve_options(method, prior.name, task.name, nfe=nfe)
         samples[method] = run_method(
             method,
             prior,

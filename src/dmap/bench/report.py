@@ -17,6 +17,7 @@ SUMMARY_FIELDS = [
     "prior",
     "n_images",
     "nfe_budget",
+    "steps",
     "nfe",
     "psnr_mean",
     "psnr_se",
@@ -35,7 +36,7 @@ def mean_se(values) -> tuple[float, float]:
 def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
     """``summary.json``: one cell per (task, method, nfe) of ``config`` (a
     :class:`~dmap.bench.specs.BenchConfig`) with its statistics."""
-    nfe_of = {(c["task"], c["method"], c["nfe_budget"]): c["nfe"] for c in manifest["cells"]}
+    cell_of = {(c["task"], c["method"], c["nfe_budget"]): c for c in manifest["cells"]}
     result = []
     for t in config.tasks:
         for m in config.methods:
@@ -51,7 +52,8 @@ def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
                         "prior": config.prior,
                         "n_images": len(sel),
                         "nfe_budget": n,
-                        "nfe": nfe_of[(t, m, n)],
+                        "steps": cell_of[(t, m, n)]["options"]["steps"],
+                        "nfe": cell_of[(t, m, n)]["nfe"],
                         "psnr_mean": p_mean,
                         "psnr_se": p_se,
                         "ssim_mean": float(np.mean([r["ssim"] for r in sel])),
@@ -72,8 +74,8 @@ def markdown(summary: list[dict], baseline: str | None = None) -> str:
     first method) on the same images, SSIM, seconds per image and peak memory."""
     baseline = baseline or (summary[0]["method"] if summary else None)
     head = (
-        f"| task | method | NFE | PSNR (dB) | Δ vs {baseline} (paired, dB) | SSIM | s / image | peak MB |\n"
-        "|---|---|---|---|---|---|---|---|\n"
+        f"| task | method | steps | NFE | PSNR (dB) | Δ vs {baseline} (paired, dB) | SSIM | s / image | peak MB |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
     for c in summary:
@@ -87,7 +89,7 @@ def markdown(summary: list[dict], baseline: str | None = None) -> str:
             delta = f"{d:+.2f} ± {d_se:.2f}"
         sec, mem = c["seconds_per_image"], c["peak_mem_mb"]
         lines.append(
-            f"| {c['task']} | {c['method']} | {c['nfe']} | {c['psnr_mean']:.2f} ± {c['psnr_se']:.2f} | "
+            f"| {c['task']} | {c['method']} | {c['steps']} | {c['nfe']} | {c['psnr_mean']:.2f} ± {c['psnr_se']:.2f} | "
             f"{delta} | {c['ssim_mean']:.3f} | {_num(sec, '.3f')} | {_num(mem, '.0f')} |"
         )
     return head + "\n".join(lines) + "\n"
@@ -101,7 +103,7 @@ def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(
         f"prior {config.prior}, {config.images} {config.split} digits, sigma_y = {config.sigma_y}, "
-        f"seed {config.seed} (manifest.json has every setting)\n\n" + markdown(summary)
+        f"protocol {config.protocol}, seed {config.seed} (manifest.json has every setting)\n\n" + markdown(summary)
     )
     with (out / "summary.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
@@ -117,7 +119,8 @@ def _plots(out: Path, config, summary: list[dict]) -> list[Path]:
 
     top = max(config.nfe)
     groups = {t: {c["method"]: c["psnr_mean"] for c in summary if c["task"] == t and c["nfe_budget"] == top} for t in config.tasks}
-    title = f"PSNR at {top} network evaluations per image, prior {config.prior}, {config.images} {config.split} digits"
+    unit = "network evaluations per image" if config.protocol == "equal-nfe" else "steps"
+    title = f"PSNR at {top} {unit}, prior {config.prior}, {config.images} {config.split} digits"
     bar_chart(groups, out / "psnr.png", title=title, ylabel="PSNR (dB)")
     written = [out / "psnr.png"]
     if len(config.nfe) > 1:

@@ -11,6 +11,7 @@ the same arithmetic, bit for bit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import resource
@@ -33,6 +34,7 @@ from dmap.priors.base import fingerprint
 from dmap.rng import seeded
 from dmap.solvers import Options
 from dmap.solvers.common import residual_rms
+from dmap.solvers.dmap import PAPER_INNER_STEPS
 from dmap.utils import short_sha256, write_json_atomic
 
 
@@ -93,20 +95,25 @@ class Bench:
 
     # --- configuration and manifest -----------------------------------------------
 
-    def options(self, task: str, spec: str, nfe: int) -> Options:
+    def options(self, task: str, spec: str, budget: int) -> Options:
+        """The options of ``spec`` on ``task`` at ``budget`` (evaluations or steps, by protocol)."""
         name, overrides, _ = parse_method(spec)
         try:
-            return resolve_options(name, self.prior.name, task, presets=self.table, **overrides).for_budget(nfe)
+            if self.config.protocol == "equal-nfe":
+                return resolve_options(name, self.prior.name, task, presets=self.table, nfe=budget, **overrides)
+            if "inner_steps" in {f.name for f in dataclasses.fields(dmap.METHODS[name].options)}:
+                overrides = {"inner_steps": PAPER_INNER_STEPS, **overrides}
+            return resolve_options(name, self.prior.name, task, presets=self.table, **overrides, steps=budget)
         except ValueError as e:
             raise BenchError(f"{spec}: {e}") from None
 
     def _cell(self, task: str, spec: str, nfe: int) -> dict:
         name, _, cse_path = parse_method(spec)
         method = dmap.METHODS[name]
-        reason = unsuited(name, self.task(task)[0])
+        opts = self.options(task, spec, nfe)
+        reason = unsuited(name, self.task(task)[0], opts, self.prior)
         if reason:
             raise BenchError(f"{spec}: {reason}")
-        opts = self.options(task, spec, nfe)
         cell = {"task": task, "method": spec, "nfe_budget": nfe, "nfe": opts.nfe(), "options": opts.to_dict()}
         if method.uses_cse:
             cse = self.cse(task, spec)

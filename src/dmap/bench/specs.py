@@ -10,6 +10,8 @@ from dmap.config import Config
 from dmap.operators import DEFAULT_SIGMA_Y, TASKS
 from dmap.solvers import METHODS
 
+PROTOCOLS = ("equal-nfe", "equal-steps")
+
 
 class BenchError(ValueError):
     """A benchmark that cannot run as asked (bad spec, mismatched rerun)."""
@@ -63,14 +65,17 @@ def parse_method(spec: str) -> tuple[str, dict, str | None]:
     if cse is not None and not METHODS[name].uses_cse:
         raise BenchError(f"method {spec!r}: {name} takes no conditional score estimator")
     if "steps" in options:
-        raise BenchError(f"method {spec!r}: steps follow from the budget (--nfe)")
+        raise BenchError(f"method {spec!r}: steps follow from the budget (--nfe, --steps)")
     return name, options, cse
 
 
 @dataclass(frozen=True)
 class BenchConfig(Config):
-    """What to run.  ``methods`` are specs (:func:`parse_method`); ``nfe`` the budgets in
-    network evaluations per image (each method's steps are the most that fit);
+    """What to run.  ``methods`` are specs (:func:`parse_method`); ``nfe`` the budgets:
+    under ``protocol="equal-nfe"`` network evaluations per image (each method's steps are
+    the most that fit), under ``"equal-steps"`` (the paper's protocol) reverse steps, the
+    same for every method (the evaluations they cost are recorded per cell; DMAP's K is
+    the paper's 3 unless a spec sets it);
     ``threads`` the torch threads of every worker (results depend on it, bit for bit);
     ``data`` a folder of images to use instead of the bundled digits (``split`` then
     does not apply); ``dtype`` the precision of the network; ``kernel`` / ``mask`` files
@@ -91,8 +96,11 @@ class BenchConfig(Config):
     dtype: str = "float32"
     kernel: str | None = None
     mask: str | None = None
+    protocol: str = "equal-nfe"
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise BenchError(f"unknown protocol {self.protocol!r}; choose from {', '.join(PROTOCOLS)}")
         if self.images < 1 or self.batch_size < 1 or self.threads < 1 or min(self.nfe, default=0) < 1:
             raise BenchError("--images, --batch-size, --threads and every --nfe must be >= 1")
         if not (self.tasks and self.methods and self.nfe):

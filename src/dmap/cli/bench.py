@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import dmap
+from dmap.bench.specs import PROTOCOLS
 from dmap.cli.common import (
     OutputFolder,
     UsageError,
     add_device,
     add_prior,
     add_threads,
+    budget_list,
     check_names,
     check_suited,
     load_cse_or_usage,
@@ -48,7 +50,16 @@ def _bench_parser(sub) -> None:
     b.add_argument("--methods", required=True, help=f"comma-separated, from: {', '.join(METHODS)} (with [options])")
     b.add_argument("--images", type=positive_int, default=32, help="digits evenly spaced over the split (32)")
     b.add_argument("--split", choices=["test", "train"], default="test", help="test (default) or train")
-    b.add_argument("--nfe", default="1000", help="network evaluations per image; several: 250,500,1000 (1000)")
+    b.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="equal-nfe",
+        help="equal-nfe: every method gets the same network evaluations per image (--nfe); equal-steps: the "
+        "paper's protocol, every method the same reverse steps (--steps), DMAP with K = 3, the evaluations "
+        "recorded per cell (equal-nfe)",
+    )
+    b.add_argument("--nfe", type=budget_list, help="equal-nfe budgets, network evaluations per image; several: 250,500,1000 (1000)")
+    b.add_argument("--steps", type=budget_list, help="equal-steps budgets, reverse steps; several: 100,250")
     b.add_argument("--seed", type=int, default=0, help="seed of masks (S), noise (S+1) and samplers (S+2) (0)")
     b.add_argument(
         "--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y, help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})"
@@ -91,7 +102,13 @@ def _tune_parser(sub) -> None:
     t.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     t.add_argument("--method", required=True, help="one of: " + ", ".join(m for m in METHODS if m != "cse"))
     t.add_argument("--images", type=positive_int, default=8, help="train digits (8)")
-    t.add_argument("--nfe", type=positive_int, default=1000, help="network evaluations per image (1000)")
+    t.add_argument(
+        "--nfe",
+        type=budget_list,
+        default=(250,),
+        help="network evaluations per image; several (100,250,1000): one setting for all, scored by its mean "
+        "PSNR over them, written with the steps of the largest (250)",
+    )
     t.add_argument(
         "--around", metavar="PRIOR", help="a local search around this prior's presets (x1/3, x1, x3, widened at an edge; K kept)"
     )
@@ -108,27 +125,30 @@ def cmd_bench(args) -> int:
     from dmap.bench import BenchConfig, BenchError, markdown, run_bench, split_specs
 
     check_names(args.prior)
-    try:
-        nfe = tuple(int(v) for v in args.nfe.split(","))
-    except ValueError:
-        raise UsageError(f"--nfe {args.nfe}: give integers separated by commas") from None
+    flag, wrong = ("--nfe", "--steps") if args.protocol == "equal-nfe" else ("--steps", "--nfe")
+    if getattr(args, wrong[2:]) is not None:
+        raise UsageError(f"{wrong} does not apply to --protocol {args.protocol}; give the budgets with {flag}")
+    budgets = getattr(args, flag[2:]) or ((1000,) if flag == "--nfe" else None)
+    if budgets is None:
+        raise UsageError("--protocol equal-steps needs --steps (e.g. --steps 100,250)")
     try:
         config = BenchConfig(
             args.prior,
             tuple(split_specs(args.tasks)),
             tuple(split_specs(args.methods)),
             args.images,
-            nfe,
-            args.split,
-            args.seed,
-            args.sigma_y,
-            args.batch_size,
-            args.presets,
-            args.threads,
-            args.data,
-            args.dtype,
-            args.kernel,
-            args.mask,
+            budgets,
+            split=args.split,
+            seed=args.seed,
+            sigma_y=args.sigma_y,
+            batch_size=args.batch_size,
+            presets=args.presets,
+            threads=args.threads,
+            data=args.data,
+            dtype=args.dtype,
+            kernel=args.kernel,
+            mask=args.mask,
+            protocol=args.protocol,
         )
         out = OutputFolder.prepare(args.out)
         summary = run_bench(config, out, workers=args.workers, device=args.device)
@@ -144,7 +164,7 @@ def cmd_bench(args) -> int:
 
 def cmd_tune(args) -> int:
     from dmap.shipped import tuning_problem
-    from dmap.tune import tunable, tune
+    from dmap.tune import tunable, tune, tune_budgets
 
     check_names(args.prior, args.task, args.method)
     if args.method not in tunable():
@@ -164,9 +184,10 @@ def cmd_tune(args) -> int:
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
     task, x, y = task.to(prior.device), x.to(prior.device), y.to(prior.device)
-    check_suited(args.method, task)
-    cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
     around = resolve_options(args.method, args.around, args.task) if args.around else None
+    for budget in args.nfe:
+        check_suited(args.method, task, (around or METHODS[args.method].options()).for_budget(budget), prior)
+    cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
 
     def show(trial: dict) -> None:
         if not args.json:
@@ -176,21 +197,28 @@ def cmd_tune(args) -> int:
                 flush=True,
             )
 
-    chosen, trials = tune(prior, task, args.method, x, y, nfe=args.nfe, around=around, log=show, cse=cse)
+    by_steps = None
+    if len(args.nfe) > 1:
+        chosen, trials, by_steps = tune_budgets(prior, task, args.method, x, y, nfe=args.nfe, around=around, log=show, cse=cse)
+    else:
+        chosen, trials = tune(prior, task, args.method, x, y, nfe=args.nfe, around=around, log=show, cse=cse)
+    budgets = ",".join(map(str, args.nfe))
     command = (
         f"dmap tune --prior {args.prior} --task {args.task} --method {args.method} --images {args.images} "
-        f"--nfe {args.nfe}"
+        f"--nfe {budgets}"
         + f" --around {args.around}" * bool(args.around)
         + f" --cse {args.cse}" * bool(args.cse)
         + f" --data {args.data}" * bool(args.data)
     )
     note = (
-        f"{command}: {args.images} train digits, {args.nfe} network evaluations per image, best mean PSNR "
-        f"{max(t['psnr'] for t in trials):.2f} dB over {len(trials)} trials"
+        f"{command}: {args.images} train digits, {budgets} network evaluations per image, best mean PSNR "
+        f"{max(t['psnr'] for t in trials if 'budget_only' not in t):.2f} dB over {len(trials)} trials"
+        + f"; best step size per number of steps {by_steps}"
+        * bool(by_steps)
     )
-    write_preset(out, prior.name, args.task, args.method, chosen, note)
+    write_preset(out, prior.name, args.task, args.method, chosen, note, by_steps)
     if args.json:
-        print(json.dumps({"chosen": chosen.to_dict(), "trials": trials}))
+        print(json.dumps({"chosen": chosen.to_dict(), "by_steps": by_steps, "trials": trials}))
     else:
-        print(f"chose {chosen.to_dict()}; wrote {out}")
+        print(f"chose {chosen.to_dict()}" + f", by steps {by_steps}" * bool(by_steps) + f"; wrote {out}")
     return 0

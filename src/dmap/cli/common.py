@@ -57,6 +57,17 @@ def nonnegative(text: str) -> float:
     return v
 
 
+def budget_list(text: str) -> tuple[int, ...]:
+    """``"100,250,1000"`` -> ``(100, 250, 1000)``: positive integers, none twice (argparse type)."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers separated by commas") from None
+    if min(values) < 1 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers separated by commas, none twice")
+    return values
+
+
 def positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -177,11 +188,12 @@ def load_prior_or_usage(name: str, args: argparse.Namespace | None = None):
         raise UsageError(f"prior {name} on device {device}: {str(e).splitlines()[0]}") from None
 
 
-def check_suited(method: str, task) -> None:
-    """:class:`UsageError` when ``method`` cannot solve ``task`` (:func:`dmap.api.unsuited`)."""
+def check_suited(method: str, task, options=None, prior=None) -> None:
+    """:class:`UsageError` when ``method`` cannot solve ``task`` (with ``options`` on
+    ``prior``'s schedule, if given; :func:`dmap.api.unsuited`)."""
     from dmap.api import unsuited
 
-    reason = unsuited(method, task)
+    reason = unsuited(method, task, options, prior)
     if reason:
         raise UsageError(reason)
 

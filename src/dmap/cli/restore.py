@@ -56,7 +56,12 @@ def _restore_parser(sub) -> None:
     r.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     r.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
     add_prior(r)
-    r.add_argument("--steps", type=positive_int, help="reverse diffusion steps (default: the preset)")
+    r.add_argument(
+        "--nfe",
+        type=positive_int,
+        help="budget in network evaluations per image; the steps follow from the method and its K (default: the preset)",
+    )
+    r.add_argument("--steps", type=positive_int, help="reverse diffusion steps, instead of --nfe (default: the preset)")
     r.add_argument(
         "--step-size", type=nonnegative, help="the method's guidance strength: zeta of DPS / DMAP, the guidance rate of DSG"
     )
@@ -138,9 +143,11 @@ def _options(args):
             overrides[key] = value
     if args.cse and not m.uses_cse:
         raise UsageError(f"--cse applies to the cse methods only, not {args.method}")
+    if args.nfe is not None and "steps" in overrides:
+        raise UsageError("give --nfe or --steps, not both: the steps follow from the budget")
     try:
         table = load_presets(args.presets) if args.presets else None
-        return resolve_options(args.method, args.prior, args.task, presets=table, **overrides)
+        return resolve_options(args.method, args.prior, args.task, presets=table, nfe=args.nfe, **overrides)
     except (ValueError, PresetError) as e:
         raise UsageError(str(e)) from None
 
@@ -245,7 +252,7 @@ def cmd_restore(args) -> int:
     out = OutputFolder.prepare(args.out)
     prior = load_prior_or_usage(args.prior, args)
     task = task_from_args(args, prior.shape)
-    check_suited(args.method, task)
+    check_suited(args.method, task, options, prior)
     cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
     paths, batch = _load_inputs(args, prior, task.operator)
     keys = [int(hashlib.sha256(x.numpy().tobytes()).hexdigest()[:8], 16) for x in batch]
@@ -277,7 +284,7 @@ def cmd_demo(args) -> int:
         labels += [f"{name}: truth", f"{name}: measured"]
         scores = []
         for method in methods:
-            opts = resolve_options(method, prior.name, name).for_budget(args.nfe)
+            opts = resolve_options(method, prior.name, name, nfe=args.nfe)
             bar = progress_bar(opts.steps, f"{method} {name}")
             xhat = dmap.run_method(
                 method,

@@ -90,6 +90,48 @@ class ReverseOptions(Options):
     eta: float = 1.0
 
 
+GUIDANCE = ("time", "constant")
+
+
+@dataclass(frozen=True)
+class GuidanceOptions(ReverseOptions):
+    """Options of the methods guided by the likelihood gradient (DPS, DSG, DMAP): how their
+    strength spreads over the steps (``guidance``) and ``clamp`` (clip x0_hat to [-1, 1]
+    before A, as the DPS reference code does).
+
+    ``guidance="time"`` (default): the strength is per unit of diffusion time, and the step
+    ``t -> t'`` covers ``t - t'`` units (:meth:`units`) of the schedule's T steps, so one
+    setting holds at any number of steps; at the full T-step schedule it is the published
+    per-step value.  ``guidance="constant"``: every step gets the same strength, the
+    published parametrization (retune it whenever the number of steps changes)."""
+
+    guidance: str = "time"
+    clamp: bool = True
+
+    def check(self) -> None:
+        super().check()
+        if self.guidance not in GUIDANCE:
+            raise ValueError(f"guidance must be one of {', '.join(GUIDANCE)}, got {self.guidance!r}")
+
+    def units(self, t: int, t_prev: int) -> int:
+        """Units of diffusion time of the step ``t -> t_prev`` (``t_prev = -1``: the clean image)."""
+        return t - t_prev if self.guidance == "time" else 1
+
+
+@dataclass(frozen=True)
+class StepSizeOptions(GuidanceOptions):
+    """A step size ``step_size`` (zeta) along the likelihood gradient (DPS, DMAP): the step
+    ``t -> t'`` uses ``zeta_i = zeta * units(t, t')`` (``zeta (t - t')``, an Euler step of
+    the guidance flow, whose step sizes add up to ``zeta T`` at any number of steps; with
+    ``guidance="constant"``, the DPS paper's ``zeta_i = zeta``)."""
+
+    step_size: float = tunable(1.0, grid=(0.1, 0.3, 1.0, 3.0, 10.0), refine=(0.58, 1.73))
+
+    def zeta(self, t: int, t_prev: int) -> float:
+        """The step size ``zeta_i`` of the step ``t -> t_prev``."""
+        return self.step_size * self.units(t, t_prev)
+
+
 @dataclass(frozen=True)
 class Method:
     """A registered method: its solver ``fn(prior, operator, y, options, *, generator,

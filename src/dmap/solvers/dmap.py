@@ -7,7 +7,7 @@ For ``t = tau_N .. tau_1`` (with ``t' = tau_{i-1}`` the next timestep)::
     x           = mu + sigma_t z
     repeat K times:                                          (K evaluations with gradient)
         g  = grad_x ||y - A(x0_hat(x, t'))||                 (network at the next timestep)
-        x* = x - zeta g
+        x* = x - zeta_i g                                    (zeta_i = zeta (t - t'), see StepSizeOptions)
         x  = mu + sqrt(n) sigma_t (x* - mu) / ||x* - mu||     (back onto the sphere where
                                                               p(x_{t'} | x_t) concentrates)
     x_{t'} = x
@@ -31,19 +31,19 @@ from torch import Tensor
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
-from dmap.solvers.base import Method, ReverseOptions, choices, register, tunable
+from dmap.solvers.base import Method, StepSizeOptions, choices, register
 from dmap.solvers.common import Callback, check_state, measurement_grad, project_to_sphere
+
+PAPER_INNER_STEPS = 3  # K of the paper's experiments (the authors' scripts)
 
 
 @dataclass(frozen=True)
-class DMAPOptions(ReverseOptions):
-    """``step_size`` (zeta) and ``inner_steps`` (K) of the inner gradient ascent;
-    ``clamp`` clips x0_hat to [-1, 1] before A."""
+class DMAPOptions(StepSizeOptions):
+    """``step_size`` (zeta, see :class:`StepSizeOptions`) and ``inner_steps`` (K) of the
+    inner gradient ascent."""
 
     steps: int = 250
-    step_size: float = tunable(1.0, grid=(0.1, 0.3, 1.0, 3.0, 10.0), refine=(0.58, 1.73))
-    inner_steps: int = choices(3, (1, 2, 3, 5))
-    clamp: bool = True
+    inner_steps: int = choices(PAPER_INNER_STEPS, (1, 2, 3, 5))
 
     @property
     def inner(self) -> int:
@@ -62,7 +62,7 @@ def solve_dmap(
 ) -> Tensor:
     """Solve ``y = A(x) + n`` with DMAP; returns ``x0 [B, C, H, W]`` in [-1, 1].
     ``step_prior`` (default ``prior``) gives the x0_hat of the prior step."""
-    steps, step_size, inner_steps, eta, clamp = (options.steps, options.step_size, options.inner_steps, options.eta, options.clamp)
+    steps, inner_steps, eta, clamp = options.steps, options.inner_steps, options.eta, options.clamp
     schedule = prior.schedule
     n = math.prod(prior.shape)
     x = randn((y.shape[0], *prior.shape), generator, y)
@@ -71,17 +71,17 @@ def solve_dmap(
             x0_hat = (step_prior or prior).x0(x, t)
             mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
             x = mu + sigma * randn(x.shape, generator, x)
-        info = {}
+        info, zeta = {}, options.zeta(t, t_prev)
         if t_prev >= 0:
             radius = math.sqrt(n) * sigma
             for _ in range(inner_steps):
                 x = x.detach().requires_grad_(True)
                 g, residual = measurement_grad(x, prior.x0(x, t_prev), operator, y, clamp)
                 with torch.no_grad():
-                    x = project_to_sphere(x - step_size * g, mu, radius)
+                    x = project_to_sphere(x - zeta * g, mu, radius)
                 info = {"residual": residual, "grad_norm": g.reshape(len(g), -1).norm(dim=1)}
         x = x.detach()
-        check_state(x, "dmap", i, t, step_size)
+        check_state(x, "dmap", i, t, options.step_size)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat, **info})
     return x.clamp(-1, 1)

@@ -5,8 +5,10 @@ For ``t = tau_N .. tau_1``::
     x0_hat   = (x_t - sqrt(1 - ab_t) eps(x_t, t)) / sqrt(ab_t)
     g        = grad_{x_t} ||y - A(x0_hat)||                 (per sample)
     x'_prev  = mu(x_t, x0_hat) + sigma_t z                  (DDIM(eta); eta = 1: ancestral)
-    x_prev   = x'_prev - zeta g
+    x_prev   = x'_prev - zeta_i g,      zeta_i = zeta (t - t_prev)  (guidance="time")
 
+The DPS paper's ``zeta_i = zeta`` is ``guidance="constant"``; both agree at the full
+T-step schedule (:class:`~dmap.solvers.base.StepSizeOptions`).
 Argument names: zeta -> ``step_size``, N -> ``steps``.  One network evaluation with
 gradient per step.  With a ``step_prior`` (DPS+CSE, Xu et al. 2025 Sec. 4) the mean
 ``mu`` uses ``step_prior``'s x0_hat instead, one more evaluation (no gradient) per step.
@@ -22,18 +24,15 @@ from torch import Tensor
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
-from dmap.solvers.base import Method, ReverseOptions, register, tunable
+from dmap.solvers.base import Method, StepSizeOptions, register
 from dmap.solvers.common import Callback, check_state, measurement_grad
 
 
 @dataclass(frozen=True)
-class DPSOptions(ReverseOptions):
-    """``step_size`` (zeta) scales the likelihood gradient; ``clamp`` clips x0_hat to
-    [-1, 1] before A (as the DPS reference code does)."""
+class DPSOptions(StepSizeOptions):
+    """``step_size`` (zeta) scales the likelihood gradient (see :class:`StepSizeOptions`)."""
 
     steps: int = 1000
-    step_size: float = tunable(1.0, grid=(0.1, 0.3, 1.0, 3.0, 10.0), refine=(0.58, 1.73))
-    clamp: bool = True
 
 
 def solve_dps(
@@ -48,7 +47,7 @@ def solve_dps(
 ) -> Tensor:
     """Solve ``y = A(x) + n`` with DPS; returns ``x0 [B, C, H, W]`` in [-1, 1].
     ``step_prior`` (default ``prior``) gives the x0_hat of the reverse-step mean."""
-    steps, step_size, eta, clamp = options.steps, options.step_size, options.eta, options.clamp
+    steps, eta, clamp = options.steps, options.eta, options.clamp
     schedule = prior.schedule
     x = randn((y.shape[0], *prior.shape), generator, y)
     for i, (t, t_prev) in enumerate(schedule.pairs(steps, options.spacing)):
@@ -58,8 +57,9 @@ def solve_dps(
         with torch.no_grad():
             x0_mu = x0_hat if step_prior is None else step_prior.x0(x, t)
             mu, sigma = schedule.reverse_mean_std(x, x0_mu, t, t_prev, eta)
-            x = mu + sigma * randn(x.shape, generator, x) - step_size * g
-        check_state(x, "dps", i, t, step_size)
+            zeta = options.zeta(t, t_prev)
+            x = mu + sigma * randn(x.shape, generator, x) - zeta * g
+        check_state(x, "dps", i, t, options.step_size)
         if callback is not None:
             callback(
                 {

@@ -6,7 +6,8 @@ For ``t = tau_N .. tau_1``::
     x'_prev  = mu + sigma_t z,        d = x'_prev - mu,        r = sqrt(n) sigma_t
     g        = grad_{x_t} ||y - A(x0_hat)||                  (every ``interval`` steps)
     d*       = -r g / ||g||
-    d_m      = d + g_r (d* - d)
+    d_m      = d + g_r,i (d* - d)      g_r,i = 1 - (1 - g_r)^(t - t_prev)  (guidance="time";
+                                                             g_r itself with guidance="constant")
     x_prev   = mu + r d_m / ||d_m||                          (projection on the sphere)
 
 Argument names: g_r -> ``guidance_rate``, n = C*H*W.  One network evaluation per step,
@@ -24,18 +25,23 @@ from torch import Tensor
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
-from dmap.solvers.base import Method, ReverseOptions, register, tunable
+from dmap.solvers.base import GuidanceOptions, Method, register, tunable
 from dmap.solvers.common import Callback, check_state, measurement_grad, per_sample_norm, project_to_sphere
 
 
 @dataclass(frozen=True)
-class DSGOptions(ReverseOptions):
-    """``guidance_rate`` (g_r), guidance every ``interval`` steps; ``clamp`` clips x0_hat."""
+class DSGOptions(GuidanceOptions):
+    """``guidance_rate`` (g_r), guidance every ``interval`` steps (see
+    :class:`~dmap.solvers.base.GuidanceOptions` for ``guidance`` and ``clamp``)."""
 
     steps: int = 1000
     guidance_rate: float = tunable(0.1, grid=(0.05, 0.1, 0.2, 0.4, 0.8), refine=(0.71, 1.41))
     interval: int = 1
-    clamp: bool = True
+
+    def rate(self, t: int, t_prev: int) -> float:
+        """``g_r,i = 1 - (1 - g_r)^u`` for a step of ``u`` time units: ``u`` interpolations
+        towards the same target at rate g_r, composed into one."""
+        return 1 - (1 - min(self.guidance_rate, 1.0)) ** self.units(t, t_prev)
 
     def check(self) -> None:
         super().check()
@@ -53,13 +59,7 @@ def solve_dsg(
     callback: Callback = None,
 ) -> Tensor:
     """Solve ``y = A(x) + n`` with DSG; returns ``x0 [B, C, H, W]`` in [-1, 1]."""
-    steps, guidance_rate, interval, eta, clamp = (
-        options.steps,
-        options.guidance_rate,
-        options.interval,
-        options.eta,
-        options.clamp,
-    )
+    steps, interval, eta, clamp = options.steps, options.interval, options.eta, options.clamp
     schedule = prior.schedule
     n = math.prod(prior.shape)
     x = randn((y.shape[0], *prior.shape), generator, y)
@@ -76,11 +76,11 @@ def solve_dsg(
             g, residual = measurement_grad(x, x0_hat, operator, y, clamp)
             r = math.sqrt(n) * sigma
             d_star = -r * g / per_sample_norm(g).clamp_min(1e-30)
-            d = d + guidance_rate * (d_star - d)
+            d = d + options.rate(t, t_prev) * (d_star - d)
             d = project_to_sphere(mu + d, mu, r) - mu
             info = {"residual": residual, "grad_norm": g.reshape(len(g), -1).norm(dim=1)}
         x = (mu + d).detach()
-        check_state(x, "dsg", i, t, guidance_rate)
+        check_state(x, "dsg", i, t, options.guidance_rate)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach(), **info})
     return x.clamp(-1, 1)

@@ -1,0 +1,134 @@
+"""Does one step size hold at every budget?  PSNR on the tuning digits (train) over a log
+grid of each method's strength at several budgets, for each guidance parametrization, and
+of the shipped presets at the same budgets.
+
+    python benchmarks/guidance_budget.py [--prior mnist] [--methods dps,dmap,dsg]
+        [--tasks inpaint-box,...] [--guidance time,constant] [--nfe 50,250,1000]
+        [--grid 0.1,0.3,1,3] [--rate-grid 0.01,0.03,0.1,0.3] [--images 8]
+
+Resumable: every trial is a line of ``benchmarks/results/guidance_budget/<prior>.jsonl``;
+a rerun skips the trials already there and rewrites ``<prior>.md``: per (method, task,
+guidance), the best PSNR at each budget and the PSNR there of the setting best at 250;
+then per (method, task) the shipped preset's PSNR at each budget (its strength for the
+steps it takes, ``guidance`` = ``preset``) and its gap to the best grid value there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections import defaultdict
+
+import torch
+
+from common import RESULTS
+from dmap.presets import resolve_options
+from dmap.shipped import PAPER_TASKS, load_prior, tuning_problem
+from dmap.solvers import get_method
+from dmap.tune import evaluate
+
+OUT = RESULTS / "guidance_budget"
+
+
+def trials(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def table(rows: list[dict], budgets: list[int], reference: int = 250) -> str:
+    """Markdown: best PSNR (its setting) per budget, and the setting best at ``reference``."""
+    cells = defaultdict(dict)
+    for r in rows:
+        cells[(r["method"], r["task"], r["guidance"])].setdefault(r["nfe"], {})[r["value"]] = r["psnr"]
+    head = "| method | task | guidance | " + " | ".join(f"best @ {n} (value)" for n in budgets)
+    head += f" | tuned @ {reference}: " + " / ".join(map(str, budgets)) + " | worst gap (dB) |\n"
+    lines = [head + "|---" * (4 + len(budgets)) + "|"]
+    for (method, task, guidance), by_nfe in sorted(cells.items()):
+        if guidance == "preset" or reference not in by_nfe or any(n not in by_nfe for n in budgets):
+            continue
+        shared = max(by_nfe[reference], key=by_nfe[reference].get)
+        best = {n: max(by_nfe[n].items(), key=lambda kv: kv[1]) for n in budgets}
+        at_shared = {n: by_nfe[n].get(shared, float("nan")) for n in budgets}
+        gap = max(best[n][1] - at_shared[n] for n in budgets)
+        lines.append(
+            f"| {method} | {task} | {guidance} | "
+            + " | ".join(f"{best[n][1]:.2f} ({best[n][0]:g})" for n in budgets)
+            + f" | {' / '.join(f'{at_shared[n]:.2f}' for n in budgets)} ({shared:g}) | {gap:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def preset_table(rows: list[dict], budgets: list[int]) -> str:
+    """Markdown: the shipped preset's PSNR at each budget, minus the best of the grid there."""
+    best, preset = defaultdict(lambda: -math.inf), {}
+    for r in rows:
+        key = (r["method"], r["task"], r["nfe"])
+        if r["guidance"] == "preset":
+            preset[key] = r
+        elif r["guidance"] in ("time", "-"):
+            best[key] = max(best[key], r["psnr"])
+    head = "| method | task | " + " | ".join(f"preset @ {n} (gap to grid best)" for n in budgets) + " |\n"
+    lines = [head + "|---" * (2 + len(budgets)) + "|"]
+    for method, task in sorted({k[:2] for k in preset}):
+        cells = []
+        for n in budgets:
+            r = preset.get((method, task, n))
+            gap = r["psnr"] - max(best[(method, task, n)], r["psnr"]) if r else math.nan
+            cells.append(f"{r['psnr']:.2f} ({gap:+.2f})" if r else "-")
+        lines.append(f"| {method} | {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prior", default="mnist")
+    ap.add_argument("--methods", default="dps,dmap,dsg")
+    ap.add_argument("--tasks", default=",".join(PAPER_TASKS))
+    ap.add_argument("--guidance", default="time", help="parametrizations of the guided methods (time, constant)")
+    ap.add_argument("--nfe", default="50,250,1000")
+    ap.add_argument("--grid", default="0.1,0.3,1,3", help="step sizes of dps and dmap (per unit of time)")
+    ap.add_argument("--rate-grid", default="0.01,0.03,0.1,0.3", help="guidance rates of dsg (per unit of time)")
+    ap.add_argument("--images", type=int, default=8)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{args.prior}.jsonl"
+    done = {(r["method"], r["task"], r["guidance"], r["nfe"], r["value"]) for r in trials(path)}
+    presets_done = {(r["method"], r["task"], r["nfe"]): r["options"] for r in trials(path) if r["guidance"] == "preset"}
+    prior = load_prior(args.prior)
+    budgets = [int(v) for v in args.nfe.split(",")]
+    for task_name in args.tasks.split(","):
+        task, x, y = tuning_problem(prior, task_name, args.images)
+        for method in args.methods.split(","):
+            options = get_method(method).options
+            grid = args.rate_grid if options.strength() == "guidance_rate" else args.grid
+            for guidance in args.guidance.split(",") + ["preset"]:
+                for nfe in budgets:
+                    for value in [float(v) for v in grid.split(",")] if guidance != "preset" else [0.0]:
+                        if guidance == "preset":  # rerun when the presets changed
+                            opts = resolve_options(method, prior.name, task_name, nfe=nfe)
+                            if presets_done.get((method, task_name, nfe)) == opts.to_dict():
+                                continue
+                        elif (method, task_name, guidance, nfe, value) in done:
+                            continue
+                        else:
+                            opts = options(**{options.strength(): value}, guidance=guidance).for_budget(nfe)
+                        start = time.perf_counter()
+                        score = evaluate(prior, task, method, x, y, 0, opts)
+                        row = {"method": method, "task": task_name, "guidance": guidance, "nfe": nfe, "value": value,
+                               "options": opts.to_dict(), "psnr": score, "seconds": time.perf_counter() - start}  # fmt: skip
+                        with path.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
+    rows = trials(path)
+    (OUT / f"{args.prior}.md").write_text(
+        f"prior {args.prior}, {args.images} train digits, PSNR (dB); -inf: diverged\n\n"
+        + table(rows, budgets)
+        + "\nThe shipped presets at each budget (`dmap.resolve_options(..., nfe=N)`):\n\n"
+        + preset_table(rows, budgets)
+    )
+    print((OUT / f"{args.prior}.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
