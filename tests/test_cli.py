@@ -35,6 +35,9 @@ def test_list(capsys):
         "dmap+cse",
         "ddrm",
         "diffpir",
+        "pigdm",
+        "daps",
+        "reddiff",
     }
 
 

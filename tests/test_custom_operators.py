@@ -74,7 +74,7 @@ def test_a_user_operator_restores_digits_better_than_its_back_projection(user_op
     task = make_task(user_op, sigma_y=0.05)
     x = mnist("test")[0][:4]
     y = task.simulate(x, generator=sample_generators(1, 4))
-    strength = {"lam": 1.0} if method == "diffpir" else {"step_size": 1.0}
+    strength = {"lam": 1.0} if method == "diffpir" else {"step_size": 0.05}  # per unit of time: 1.0 per step at 50 steps
     out = dmap.solve(method, prior, task, y, steps=50, generator=sample_generators(2, 4), **strength)
     baseline = user_op.pinv(y.double()).float().clamp(-1, 1)
     assert float(psnr(out, x).mean()) > float(psnr(baseline, x).mean()) + 1.0
@@ -152,9 +152,10 @@ def test_a_kernel_image_restores_from_the_cli_and_bench(tmp_path, capsys):
     save_image(digit, mnist("test")[0][0])
     kernel = tmp_path / "k.png"
     save_image(kernel, torch.tensor([[-1.0, 1.0, -1.0], [1.0, 1.0, 1.0], [-1.0, 1.0, -1.0]])[None])
-    argv = ["restore", str(digit), "--task", "deblur-motion", "--method", "dps", "--steps", "3", "--kernel", str(kernel)]
+    argv = ["restore", str(digit), "--task", "deblur-motion", "--method", "dps", "--steps", "3", "--kernel", str(kernel),
+            "--step-size", "0.003"]  # fmt: skip
     assert main(argv + ["--out", str(tmp_path / "o")]) == 0
-    bench = ["bench", "--prior", "gmm-mnist", "--tasks", "deblur-motion", "--methods", "dps", "--images", "1",
+    bench = ["bench", "--prior", "gmm-mnist", "--tasks", "deblur-motion", "--methods", "dps[step_size=0.003]", "--images", "1",
              "--nfe", "3", "--kernel", str(kernel)]  # fmt: skip
     assert main(bench + ["--out", str(tmp_path / "b")]) == 0
     no_kernel = [("sr4" if a == "deblur-motion" else a) for a in bench]

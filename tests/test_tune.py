@@ -79,7 +79,7 @@ def test_a_table_of_strengths_by_steps_widens_each_budget_at_its_edge():
     prior, task, x, y = setup()
     best, trials, by_steps = tune_budgets(prior, task, "dps", x, y, nfe=(10, 20), around=DPSOptions(step_size=1e-3))
     assert sorted(by_steps) == [10, 20] and best.steps == 20
-    for j, (steps, value) in enumerate(sorted(by_steps.items())):
+    for j, value in enumerate(by_steps[s] for s in sorted(by_steps)):
         # the value is the best that budget scored, over the shared trials and its own
         scores = {t["step_size"]: t["psnr_per_budget"][j] for t in trials if "budget_only" not in t}
         scores |= {t["step_size"]: t["psnr"] for t in trials if t.get("budget_only") == (10, 20)[j]}

@@ -14,6 +14,9 @@ from dmap.solvers.dmap import DMAPOptions, solve_dmap
 from dmap.solvers.cse import DMAPCSEOptions, DPSCSEOptions, solve_cse, solve_dmap_cse, solve_dps_cse
 from dmap.solvers.ddrm import DDRMOptions, solve_ddrm
 from dmap.solvers.diffpir import DiffPIROptions, solve_diffpir
+from dmap.solvers.pigdm import PiGDMOptions, solve_pigdm
+from dmap.solvers.daps import DAPSOptions, solve_daps
+from dmap.solvers.reddiff import REDDiffOptions, solve_reddiff
 
 __all__ = [
     "METHODS",
@@ -27,6 +30,9 @@ __all__ = [
     "DMAPCSEOptions",
     "DiffPIROptions",
     "DDRMOptions",
+    "PiGDMOptions",
+    "DAPSOptions",
+    "REDDiffOptions",
     "solve_ddrm",
     "solve_diffpir",
     "DivergenceError",
@@ -41,4 +47,7 @@ __all__ = [
     "solve_dps",
     "solve_dps_cse",
     "solve_dsg",
+    "solve_pigdm",
+    "solve_daps",
+    "solve_reddiff",
 ]
