@@ -68,6 +68,21 @@ def table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def budget_table(path) -> str:
+    """From one equal-nfe folder with two budgets: each method's PSNR at the smaller and
+    the larger budget and the paired difference (small - large), per task."""
+    cells = json.loads((path / "summary.json").read_text())
+    config = json.loads((path / "manifest.json").read_text())["config"]
+    low, high = sorted(config["nfe"])[:2]
+    lines = [f"| task | method | PSNR @ {low} | PSNR @ {high} | {low} − {high} (paired) |", "|---|---|---|---|---|"]
+    for task in config["tasks"]:
+        for method in config["methods"]:
+            a, b = ([c for c in cells if (c["task"], c["method"], c["nfe_budget"]) == (task, method, n)] for n in (low, high))
+            if a and b:
+                lines.append(f"| {task} | {method} | {a[0]['psnr_mean']:.2f} | {b[0]['psnr_mean']:.2f} | {paired(a[0], b[0])} |")
+    return "\n".join(lines) + "\n"
+
+
 def header(methods: list[str]) -> str:
     return "| protocol | sigma_y | budget | task | DPS dB (NFE) | " + " | ".join(f"{m} − DPS (NFE)" for m in methods) + " |"
 
@@ -86,6 +101,8 @@ def main() -> None:
     if not args.table:
         run(args)
     print(table(), end="")
+    for path in sorted(OUT.glob("equal-nfe-*/summary.json")):
+        print(f"\n{path.parent.name}:\n\n" + budget_table(path.parent), end="")
 
 
 if __name__ == "__main__":
