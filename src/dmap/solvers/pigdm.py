@@ -1,5 +1,5 @@
 """Pseudoinverse-guided diffusion (ΠGDM; Song, Vahdat, Mardani & Kautz, ICLR 2023,
-"Pseudoinverse-Guided Diffusion Models for Inverse Problems", Alg. 1).
+"Pseudoinverse-Guided Diffusion Models for Inverse Problems").
 
 For a linear ``A`` and noise std ``sigma_y``, ΠGDM takes ``p(x_0 | x_t) ~ N(x0_hat, r_t^2 I)``
 with ``r_t^2 = 1 - ab_t`` (exact for a standard normal prior), so that
@@ -8,10 +8,18 @@ with ``r_t^2 = 1 - ab_t`` (exact for a standard normal prior), so that
     v  = (r_t^2 A A^T + sigma_y^2 I)^-1 (y - A x0_hat)         (conjugate gradients in y-space)
     g  = (d x0_hat / d x_t)^T A^T v                            (one vector-Jacobian product)
 
-The guided score ``s + w g`` replaces the prior's in the DDIM(eta) step: by Tweedie,
-``x0_g = x0_hat + w (1 - ab_t) / sqrt(ab_t) g``, and ``x_prev = mu(x_t, x0_g) + sigma_t z``.
-With ``w = 1`` (the paper's) and a standard normal prior this is the exact posterior score.
-One network evaluation with gradient per step.  Argument names: w -> ``weight``.
+The guided score ``s + w_t g`` replaces the prior's in the DDIM(eta) step: by Tweedie
+``x0_g = x0_hat + w_t (1 - ab_t) / sqrt(ab_t) g``, then ``x_prev = mu(x_t, x0_g) + sigma_t z``.
+``weighting="score"``: ``w_t = w``, the Bayes update; with ``w = 1`` and a standard normal
+prior it uses the exact posterior score (tested).  On a trained network it diverges
+(``mnist``, 100 steps: every ``w`` from 0.03 up), because at high noise errors of the
+network's Jacobian ``d x0_hat / d x_t`` are multiplied by up to ``1 / ab_t``.
+``weighting="damped"`` (default): ``w_t = w ab_t``, the same at low noise and damped at high
+noise; for a noiseless ``A`` with orthonormal rows the step then adds
+``~ w sqrt(ab_t') sqrt(ab_t) (d x0_hat/d x_t)^T A^+ (y - A x0_hat)``, the weighting of the
+azula library's ΠGDM (measured on ``mnist``, 8 train digits, 100 steps: stable at every
+``w`` tried, 0.3-10).  One network evaluation with gradient per step.  Argument names:
+w -> ``weight``.
 """
 
 from __future__ import annotations
@@ -30,12 +38,19 @@ from dmap.solvers.common import Callback, check_state
 
 @dataclass(frozen=True)
 class PiGDMOptions(ReverseOptions):
-    """``weight`` (w) scales the likelihood score; ``cg_iters`` bounds the conjugate
-    gradients of the y-space solve."""
+    """``weight`` (w) scales the likelihood score, ``weighting`` how it changes with the
+    noise level (``damped``: ``w ab_t``; ``score``: ``w``, the exact Bayes update);
+    ``cg_iters`` bounds the conjugate gradients of the y-space solve."""
 
     steps: int = 100
-    weight: float = tunable(1.0, grid=(0.1, 0.3, 1.0, 3.0), refine=(0.58, 1.73))
+    weight: float = tunable(1.0, grid=(0.3, 1.0, 3.0, 10.0, 30.0), refine=(0.58, 1.73))
+    weighting: str = "damped"
     cg_iters: int = 50
+
+    def check(self) -> None:
+        super().check()
+        if self.weighting not in ("damped", "score"):
+            raise ValueError(f"weighting must be damped or score, got {self.weighting!r}")
 
 
 def likelihood_score(operator: LinearOperator, y: Tensor, x: Tensor, x0_hat: Tensor, r2: float, sigma_y: Tensor,
@@ -71,7 +86,8 @@ def solve_pigdm(
         ab = float(schedule.alpha_bar[t])
         g = likelihood_score(operator, y, x, x0_hat, 1 - ab, sigma_y, options.cg_iters)
         with torch.no_grad():
-            x0_g = x0_hat + options.weight * (1 - ab) / ab**0.5 * g
+            w = options.weight * (1.0 if options.weighting == "score" else ab)
+            x0_g = x0_hat + w * (1 - ab) / ab**0.5 * g
             mu, sigma = schedule.reverse_mean_std(x, x0_g, t, t_prev, options.eta)
             x = mu + sigma * randn(x.shape, generator, x)
         check_state(x, "pigdm", i, t, options.weight)
