@@ -136,7 +136,7 @@ def analyze(
         methods = ("dps", "dsg", "dmap") + (("cse", "dps+cse") if cse is not None else ())
     ref = reference or reference_for(prior, task, y)
     dps = resolve_options("dps", prior.name, task.name, nfe=nfe)  # the DPS run analysed
-    zeta, stride = dps.step_size, max(1, prior.schedule.T // dps.steps)
+    stride = max(1, prior.schedule.T // dps.steps)
     ts = timesteps(prior.schedule.T)
     out: dict = {
         "prior": prior.name,
@@ -145,7 +145,7 @@ def analyze(
         "pairs": len(x),
         "seed": seed,
         "nfe": nfe,
-        "dps_step_size": zeta,
+        "dps_step_size": dps.step_size,
         "timesteps": [t + 1 for t in ts],
         "reference": None if ref is None else ref.name,
         "exact_reference": isinstance(ref, ExactReference),
@@ -155,7 +155,7 @@ def analyze(
     def estimates(xt: Tensor, t: int, yb: Tensor) -> dict[str, Tensor]:
         est = {
             "unconditional": prior.score(xt, t).detach(),
-            "dps": dps_score(prior, op, yb, xt, t, max(t - stride, -1), zeta).detach(),
+            "dps": dps_score(prior, op, yb, xt, t, max(t - stride, -1), dps.zeta(t, max(t - stride, -1))).detach(),
         }
         if cse is not None:
             with torch.no_grad():

@@ -37,8 +37,9 @@ def unconditional_score(prior: Prior, x_t: Tensor, t: int) -> Tensor:
 def dps_score(
     prior: Prior, operator: Operator, y: Tensor, x_t: Tensor, t: int, t_prev: int, step_size: float, clamp: bool = True
 ) -> Tensor:
-    """DPS's implied conditional score at the step ``t -> t_prev``:
-    ``s(x_t) - zeta sqrt(alpha'_t) / beta'_t grad_{x_t} ||y - A(x0_hat(x_t))||``."""
+    """DPS's implied conditional score at the step ``t -> t_prev`` taken with the step size
+    ``step_size`` (zeta_i of that step, :meth:`dmap.solvers.base.StepSizeOptions.zeta`):
+    ``s(x_t) - zeta_i sqrt(alpha'_t) / beta'_t grad_{x_t} ||y - A(x0_hat(x_t))||``."""
     x = x_t.detach().requires_grad_(True)
     g, _ = measurement_grad(x, prior.x0(x, t), operator, y, clamp)
     return prior.score(x_t, t) - step_size * prior.schedule.score_step_factor(t, t_prev) * g
