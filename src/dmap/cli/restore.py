@@ -63,7 +63,10 @@ def _restore_parser(sub) -> None:
     )
     r.add_argument("--steps", type=positive_int, help="reverse diffusion steps, instead of --nfe (default: the preset)")
     r.add_argument(
-        "--step-size", type=nonnegative, help="the method's guidance strength: zeta of DPS / DMAP, the guidance rate of DSG"
+        "--step-size",
+        type=nonnegative,
+        help="the method's strength (the option dmap tune searches): zeta of DPS / DMAP and the guidance rate of DSG "
+        "(per unit of diffusion time), lambda of DiffPIR / RED-diff, the weight of ΠGDM, the Langevin lr of DAPS",
     )
     r.add_argument("--inner-steps", type=positive_int, help="K, DMAP's gradient steps per reverse step")
     r.add_argument(
