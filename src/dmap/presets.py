@@ -146,7 +146,7 @@ def resolve_options(
     values.update(table.get(method, {}))
     given = {k: v for k, v in overrides.items() if v is not None}
     if nfe is not None and "steps" in given:
-        raise ValueError("give the budget (nfe) or the steps, not both")
+        raise ValueError("give the budget (nfe, --nfe) or the steps (--steps), not both: the steps follow from the budget")
     values.update(given)
     by_steps = values.pop("by_steps", None)
     try:

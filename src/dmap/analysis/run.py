@@ -153,9 +153,10 @@ def analyze(
     samples: dict[str, Tensor] = {}
 
     def estimates(xt: Tensor, t: int, yb: Tensor) -> dict[str, Tensor]:
+        t_prev = max(t - stride, -1)  # the step of the DPS run at t
         est = {
             "unconditional": prior.score(xt, t).detach(),
-            "dps": dps_score(prior, op, yb, xt, t, max(t - stride, -1), dps.zeta(t, max(t - stride, -1))).detach(),
+            "dps": dps_score(prior, op, yb, xt, t, t_prev, dps.zeta(t, t_prev)).detach(),
         }
         if cse is not None:
             with torch.no_grad():

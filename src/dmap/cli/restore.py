@@ -146,8 +146,6 @@ def _options(args):
             overrides[key] = value
     if args.cse and not m.uses_cse:
         raise UsageError(f"--cse applies to the cse methods only, not {args.method}")
-    if args.nfe is not None and "steps" in overrides:
-        raise UsageError("give --nfe or --steps, not both: the steps follow from the budget")
     try:
         table = load_presets(args.presets) if args.presets else None
         return resolve_options(args.method, args.prior, args.task, presets=table, nfe=args.nfe, **overrides)
