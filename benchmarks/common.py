@@ -18,12 +18,13 @@ def bench(
     out: Path,
     *,
     images: int = 32,
-    nfe: int = 1000,
+    nfe: int | str = 1000,
     threads: int = 1,
     workers: int = 1,
     presets: Path | None = None,
 ) -> list[dict]:
-    """Run (or finish) ``dmap bench`` into ``out`` and return its summary cells."""
+    """Run (or finish) ``dmap bench`` into ``out`` (``nfe``: one budget or several, "20,100")
+    and return its summary cells."""
     cmd = [
         "dmap",
         "bench",
@@ -47,3 +48,27 @@ def bench(
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     return json.loads((out / "summary.json").read_text())
+
+
+def exact_mmse_rows(out: Path, budget: int) -> list[dict]:
+    """Summary rows ``exact-mmse`` of the mixture benchmark in ``out``: the exact posterior
+    mean (closed form for the Gaussian mixture) on the same images and measurements."""
+    import numpy as np
+
+    from dmap.bench import Bench
+    from dmap.metrics import psnr, ssim
+
+    b = Bench.open(out)
+    rows = []
+    for task_name in b.config.tasks:
+        task, y = b.task(task_name)
+        post = b.prior.mixture.condition(task.operator.matrix(), task.sigma_y)
+        mmse = post.mean(y.reshape(len(y), -1).double()).float().reshape(b.x.shape)
+        p = psnr(mmse, b.x).numpy()
+        rows.append(
+            {"task": task_name, "method": "exact-mmse", "prior": b.config.prior, "n_images": len(p), "nfe_budget": budget,
+             "steps": 0, "nfe": 0, "psnr_mean": float(p.mean()), "psnr_se": float(p.std(ddof=1) / np.sqrt(len(p))),
+             "ssim_mean": float(ssim(mmse, b.x).mean()), "seconds_per_image": float("nan"), "peak_mem_mb": float("nan"),
+             "psnr_per_image": p.tolist()}
+        )  # fmt: skip
+    return rows

@@ -7,6 +7,8 @@ shipped    src/dmap/assets/cse/mnist-<task>.safetensors: 100 train digits, five 
 reference  src/dmap/assets/cse/reference/mnist-<task>.safetensors: all 9,001 train digits,
            3,000 steps (sr4, inpaint-box): the "well-trained conditional model" against
            which `dmap analyze --prior mnist` measures score errors
+noiseless  src/dmap/assets/cse/mnist-<task>-sigma0.safetensors: as shipped, trained at sigma_y = 0
+           (the paper's noiseless measurements; an adapter serves only its noise level)
 ablation   runs/cse-ablation/mnist-sr4-<n>.safetensors: 10 and 1,000 digits (100 is the
            shipped one), for `benchmarks/cse.py`
 
@@ -23,10 +25,12 @@ import sys
 from common import PAPER_TASKS, ROOT
 
 ASSETS = ROOT / "src" / "dmap" / "assets" / "cse"
+SIGMA = 0.05
 JOBS = {
-    "shipped": [(t, 100, 1500, ASSETS / f"mnist-{t}.safetensors") for t in PAPER_TASKS],
-    "reference": [(t, 9001, 3000, ASSETS / "reference" / f"mnist-{t}.safetensors") for t in ("sr4", "inpaint-box")],
-    "ablation": [("sr4", n, 1500, ROOT / "runs" / "cse-ablation" / f"mnist-sr4-{n}.safetensors") for n in (10, 1000)],
+    "shipped": [(t, 100, 1500, SIGMA, ASSETS / f"mnist-{t}.safetensors") for t in PAPER_TASKS],
+    "noiseless": [(t, 100, 1500, 0.0, ASSETS / f"mnist-{t}-sigma0.safetensors") for t in PAPER_TASKS],
+    "reference": [(t, 9001, 3000, SIGMA, ASSETS / "reference" / f"mnist-{t}.safetensors") for t in ("sr4", "inpaint-box")],
+    "ablation": [("sr4", n, 1500, SIGMA, ROOT / "runs" / "cse-ablation" / f"mnist-sr4-{n}.safetensors") for n in (10, 1000)],
 }
 
 
@@ -37,7 +41,7 @@ def main() -> None:
     for group, jobs in JOBS.items():
         if args.only and group != args.only:
             continue
-        for task, images, steps, out in jobs:
+        for task, images, steps, sigma_y, out in jobs:
             if out.exists():
                 print(f"{out} exists, skipped", flush=True)
                 continue
@@ -52,6 +56,8 @@ def main() -> None:
                 str(images),
                 "--steps",
                 str(steps),
+                "--sigma-y",
+                str(sigma_y),
                 "--out",
                 str(out),
             ]

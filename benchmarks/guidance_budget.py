@@ -2,13 +2,15 @@
 grid of each method's strength at several budgets, for each guidance parametrization, and
 of the shipped presets at the same budgets.
 
-    python benchmarks/guidance_budget.py [--prior mnist] [--methods dps,dmap,dsg]
+    python benchmarks/guidance_budget.py [--prior mnist] [--methods dps,dmap,dsg,pigdm,daps,reddiff,diffpir]
         [--tasks inpaint-box,...] [--guidance time,constant] [--nfe 50,250,1000]
         [--grid 0.1,0.3,1,3] [--rate-grid 0.01,0.03,0.1,0.3] [--images 8]
 
 Resumable: every trial is a line of ``benchmarks/results/guidance_budget/<prior>.jsonl``;
 a rerun skips the trials already there and rewrites ``<prior>.md``: per (method, task,
-guidance), the best PSNR at each budget and the PSNR there of the setting best at 250;
+guidance), the best PSNR at each budget and the PSNR there of the setting best at 250
+(the baselines pigdm, daps, reddiff, diffpir: their strength on their own tuning grid, the
+other options from their preset, guidance ``-``);
 then per (method, task) the shipped preset's PSNR at each budget (its strength for the
 steps it takes, ``guidance`` = ``preset``) and its gap to the best grid value there.
 """
@@ -16,6 +18,7 @@ steps it takes, ``guidance`` = ``preset``) and its gap to the best grid value th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -102,8 +105,13 @@ def main() -> None:
         task, x, y = tuning_problem(prior, task_name, args.images)
         for method in args.methods.split(","):
             options = get_method(method).options
-            grid = args.rate_grid if options.strength() == "guidance_rate" else args.grid
-            for guidance in args.guidance.split(",") + ["preset"]:
+            fields = {f.name: f for f in dataclasses.fields(options)}
+            strength = options.strength()
+            if "guidance" in fields:
+                grid, kinds = args.rate_grid if strength == "guidance_rate" else args.grid, args.guidance.split(",")
+            else:  # the baselines: their own tuning grid, "-" (one parametrization)
+                grid, kinds = ",".join(map(str, fields[strength].metadata["grid"])), ["-"]
+            for guidance in kinds + ["preset"]:
                 for nfe in budgets:
                     for value in [float(v) for v in grid.split(",")] if guidance != "preset" else [0.0]:
                         if guidance == "preset":  # rerun when the presets changed
@@ -112,8 +120,10 @@ def main() -> None:
                                 continue
                         elif (method, task_name, guidance, nfe, value) in done:
                             continue
+                        elif guidance == "-":  # the preset's other options
+                            opts = resolve_options(method, prior.name, task_name, nfe=nfe, **{strength: value})
                         else:
-                            opts = options(**{options.strength(): value}, guidance=guidance).for_budget(nfe)
+                            opts = options(**{strength: value}, guidance=guidance).for_budget(nfe)
                         start = time.perf_counter()
                         score = evaluate(prior, task, method, x, y, 0, opts)
                         row = {"method": method, "task": task_name, "guidance": guidance, "nfe": nfe, "value": value,

@@ -270,3 +270,22 @@ def test_bad_protocol_budgets_exit_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "b").exists()
+
+
+def test_an_image_that_diverges_is_recorded_and_the_rest_of_its_batch_kept(tmp_path):
+    """dps at step size 6 and 12 evaluations diverges on one of these four images: its batch
+    is solved again image by image, the diverged image gets NaN and the reason, the others
+    the scores a one-image batch gives, and the run goes on."""
+    spec = "dps[step_size=6]"
+    summary = run_bench(BenchConfig("gmm-mnist", ("sr4",), (spec,), images=4, nfe=(12,), batch_size=2), tmp_path / "b2",
+                        show_progress=False)  # fmt: skip
+    alone = run_bench(BenchConfig("gmm-mnist", ("sr4",), (spec,), images=4, nfe=(12,), batch_size=1), tmp_path / "b1",
+                      show_progress=False)  # fmt: skip
+    (cell,) = summary
+    psnr = np.array(cell["psnr_per_image"])
+    assert cell["diverged"] == 1 and np.isnan(psnr).sum() == 1 and np.isnan(cell["psnr_mean"])
+    np.testing.assert_array_equal(psnr, np.array(alone[0]["psnr_per_image"]))
+    rows = read_store(tmp_path / "b2")
+    (bad,) = [r for r in rows if "diverged" in r]
+    assert "diverged" in bad["diverged"] and "step size" in bad["diverged"]
+    assert "diverged on 1/4" in (tmp_path / "b2" / "summary.md").read_text()

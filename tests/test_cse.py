@@ -146,6 +146,17 @@ def test_no_shipped_estimator_names_what_exists():
         find_cse(tiny_prior(), "sr4")
 
 
+@pytest.mark.parametrize("task", ["inpaint-box", "sr4"])
+def test_the_shipped_estimator_is_chosen_by_noise_level(task):
+    """Each paper task ships an adapter at sigma_y = 0.05 (the default) and one at 0 (the
+    paper's noiseless measurements); another level names the ones that exist."""
+    prior = load_prior("mnist")
+    assert find_cse(prior, task).meta.sigma_y == 0.05
+    assert find_cse(prior, task, sigma_y=0.0).meta.sigma_y == 0.0
+    with pytest.raises(ValueError, match=rf"at sigma_y = 0.1 \(shipped: .*mnist/{task} \(sigma_y 0\)"):
+        find_cse(prior, task, sigma_y=0.1)
+
+
 def test_with_an_untrained_adapter_the_cse_methods_reduce_to_their_bases(data):
     """DPS+CSE and DMAP+CSE with the estimator at initialization (equal to the prior) are
     DPS and DMAP, bit for bit; the extra evaluation of DPS+CSE changes no random draw."""

@@ -136,11 +136,18 @@ def load_prior(name: str = DEFAULT_PRIOR, *, device: str | torch.device | None =
     return prior.to(device or "cpu").eval()
 
 
-def shipped_cse(reference: bool = False) -> dict[tuple[str, str], Path]:
-    """The shipped adapters, ``{(prior, task): path}``: those trained on 100 digits, or
-    (``reference``) the references trained on every train digit, used by the diagnostics."""
+def shipped_cse(reference: bool = False) -> dict[tuple[str, str, float], Path]:
+    """The shipped adapters, ``{(prior, task, sigma_y): path}`` (from each adapter's JSON
+    record): those trained on 100 digits, or (``reference``) the references trained on
+    every train digit, used by the diagnostics."""
+    import json
+
     folder = asset("cse", *(["reference"] if reference else []))
-    return {tuple(p.stem.split("-", 1)): p for p in sorted(folder.glob("*.safetensors"))} if folder.is_dir() else {}
+    found = {}
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else ():
+        meta = json.loads(path.with_suffix(".json").read_text())
+        found[(meta["prior"], meta["task"], float(meta["sigma_y"]))] = path
+    return found
 
 
 def train_images(n: int) -> Tensor:

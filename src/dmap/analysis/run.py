@@ -23,14 +23,13 @@ import dmap
 from dmap.analysis.diversity import diversity
 from dmap.analysis.scores import dps_score, mean_test, score_error
 from dmap.api import run_method
-from dmap.cse import CSE, condition, find_cse
+from dmap.cse import CSE, condition, find_cse, shipped_path
 from dmap.operators.noise import GaussianNoise
 from dmap.operators.tasks import Task
 from dmap.presets import resolve_options
 from dmap.priors.base import Prior
 from dmap.priors.gmm import GMMPrior
 from dmap.rng import sample_generators, seeded
-from dmap.shipped import shipped_cse
 from dmap.solvers import ReverseOptions
 from dmap.solvers.cse import solve_cse
 
@@ -103,8 +102,8 @@ def reference_for(prior: Prior, task: Task, y: Tensor) -> ExactReference | Netwo
         return None
     if isinstance(prior, GMMPrior):
         return ExactReference(prior, task, y)
-    if (prior.name, task.name) in shipped_cse(reference=True):
-        return NetworkReference(find_cse(prior, task.name, reference=True), task, y)
+    if shipped_path(prior, task.name, reference=True, sigma_y=task.sigma_y):
+        return NetworkReference(find_cse(prior, task.name, reference=True, sigma_y=task.sigma_y), task, y)
     return None
 
 
@@ -130,8 +129,8 @@ def analyze(
     Returns every number (JSON-ready) and the samples per method."""
     say = progress or (lambda _: None)
     op = task.operator
-    if cse is None and op.linear and (prior.name, task.name) in shipped_cse():
-        cse = find_cse(prior, task.name)
+    if cse is None and op.linear and shipped_path(prior, task.name, sigma_y=task.sigma_y):
+        cse = find_cse(prior, task.name, sigma_y=task.sigma_y)
     if methods is None:
         methods = ("dps", "dsg", "dmap") + (("cse", "dps+cse") if cse is not None else ())
     ref = reference or reference_for(prior, task, y)

@@ -21,6 +21,7 @@ SUMMARY_FIELDS = [
     "nfe",
     "psnr_mean",
     "psnr_se",
+    "diverged",
     "ssim_mean",
     "seconds_per_image",
     "peak_mem_mb",
@@ -35,7 +36,8 @@ def mean_se(values) -> tuple[float, float]:
 
 def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
     """``summary.json``: one cell per (task, method, nfe) of ``config`` (a
-    :class:`~dmap.bench.specs.BenchConfig`) with its statistics."""
+    :class:`~dmap.bench.specs.BenchConfig`) with its statistics; ``diverged`` counts the
+    images whose solve diverged (their PSNR is NaN, and so is the cell's mean)."""
     cell_of = {(c["task"], c["method"], c["nfe_budget"]): c for c in manifest["cells"]}
     result = []
     for t in config.tasks:
@@ -45,6 +47,7 @@ def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
                 if not sel:
                     continue
                 p_mean, p_se = mean_se([r["psnr"] for r in sel])
+                ok = [r for r in sel if "diverged" not in r]
                 result.append(
                     {
                         "task": t,
@@ -56,9 +59,10 @@ def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
                         "nfe": cell_of[(t, m, n)]["nfe"],
                         "psnr_mean": p_mean,
                         "psnr_se": p_se,
+                        "diverged": sum("diverged" in r for r in sel),
                         "ssim_mean": float(np.mean([r["ssim"] for r in sel])),
-                        "seconds_per_image": float(np.mean([r["seconds"] for r in sel])),
-                        "peak_mem_mb": float(max(r["peak_mem_mb"] for r in sel)),
+                        "seconds_per_image": float(np.mean([r["seconds"] for r in ok])) if ok else math.nan,
+                        "peak_mem_mb": float(max(r["peak_mem_mb"] for r in ok)) if ok else math.nan,
                         "psnr_per_image": [r["psnr"] for r in sorted(sel, key=lambda r: r["index"])],
                     }
                 )
@@ -82,14 +86,18 @@ def markdown(summary: list[dict], baseline: str | None = None) -> str:
         base = next(
             (b for b in summary if (b["task"], b["method"], b["nfe_budget"]) == (c["task"], baseline, c["nfe_budget"])), None
         )
-        if base is None or c["method"] == baseline or base["n_images"] != c["n_images"]:
+        diverged = c.get("diverged") or (base or {}).get("diverged")
+        if base is None or c["method"] == baseline or base["n_images"] != c["n_images"] or diverged:
             delta = "-"
         else:
             d, d_se = mean_se(np.subtract(c["psnr_per_image"], base["psnr_per_image"]))
             delta = f"{d:+.2f} ± {d_se:.2f}"
         sec, mem = c["seconds_per_image"], c["peak_mem_mb"]
+        score = f"{c['psnr_mean']:.2f} ± {c['psnr_se']:.2f}"
+        if c.get("diverged"):
+            score = f"diverged on {c['diverged']}/{c['n_images']}"
         lines.append(
-            f"| {c['task']} | {c['method']} | {c['steps']} | {c['nfe']} | {c['psnr_mean']:.2f} ± {c['psnr_se']:.2f} | "
+            f"| {c['task']} | {c['method']} | {c['steps']} | {c['nfe']} | {score} | "
             f"{delta} | {c['ssim_mean']:.3f} | {_num(sec, '.3f')} | {_num(mem, '.0f')} |"
         )
     return head + "\n".join(lines) + "\n"

@@ -33,7 +33,7 @@ from dmap.presets import load_presets, resolve_options
 from dmap.priors.base import fingerprint
 from dmap.rng import seeded
 from dmap.solvers import Options
-from dmap.solvers.common import residual_rms
+from dmap.solvers.common import SolveError, residual_rms
 from dmap.solvers.dmap import PAPER_INNER_STEPS
 from dmap.utils import short_sha256, write_json_atomic
 
@@ -241,6 +241,14 @@ class Bench:
             for k, i in enumerate(unit.index)
         ]
 
+    def diverged_row(self, unit: Unit, reason: str) -> dict:
+        """The row of a one-image unit whose solve diverged: NaN scores and the reason."""
+        nan = float("nan")
+        (i,) = unit.index
+        return {"task": unit.task, "method": unit.method, "nfe_budget": unit.nfe, "image": self.ids[i], "index": i,
+                "batch": unit.batch, "psnr": nan, "ssim": nan, "residual_rms": nan, "seconds": nan, "peak_mem_mb": nan,
+                "output_sha": None, "diverged": reason}  # fmt: skip
+
 
 def pending(bench: Bench, rank: int = 0, world: int = 1) -> tuple[list[Unit], set]:
     """This rank's units (every ``world``-th, from ``rank``) with an image not yet in the
@@ -254,11 +262,21 @@ def pending(bench: Bench, rank: int = 0, world: int = 1) -> tuple[list[Unit], se
     return todo, done
 
 
-def run_unit(bench: Bench, unit: Unit, done: set, rank: int = 0) -> float:
-    """Solve ``unit``, keep its outputs (first batch), append its rows not in ``done`` to
-    this rank's shard; returns the solver's seconds."""
-    out, seconds = bench.solve(unit)
-    if unit.batch == 0:
-        save_outputs(outputs_path(bench.out, unit.task, unit.method, unit.nfe), out.numpy())
-    append_rows(bench.out / f"results-r{rank}.jsonl", [r for r in bench.rows(unit, out, seconds) if row_key(r) not in done])
+def run_unit(bench: Bench, unit: Unit, done: set, rank: int = 0, keep: bool = True) -> float:
+    """Solve ``unit``, keep its outputs (first batch, when ``keep``), append its rows not in
+    ``done`` to this rank's shard; returns the solver's seconds.  A batch that diverges
+    (:class:`SolveError`) is solved again one image at a time (batch equals loop), and an
+    image that diverges alone gets a row with NaN scores and the reason (``diverged``)."""
+    try:
+        out, seconds = bench.solve(unit)
+    except SolveError as e:
+        if len(unit.index) > 1:
+            return sum(run_unit(bench, dataclasses.replace(unit, index=[i]), done, rank, keep=False) for i in unit.index)
+        rows = [bench.diverged_row(unit, str(e))]
+        seconds = 0.0
+    else:
+        if unit.batch == 0 and keep:
+            save_outputs(outputs_path(bench.out, unit.task, unit.method, unit.nfe), out.numpy())
+        rows = bench.rows(unit, out, seconds)
+    append_rows(bench.out / f"results-r{rank}.jsonl", [r for r in rows if row_key(r) not in done])
     return seconds

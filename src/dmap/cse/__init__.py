@@ -1,6 +1,7 @@
-"""Conditional score estimators (CSE): adapters on a frozen prior, one per (prior, task).
+"""Conditional score estimators (CSE): adapters on a frozen prior, one per (prior, task, sigma_y).
 
-Shipped adapters live in ``dmap/assets/cse/<prior>-<task>.safetensors``; train your own
+Shipped adapters live in ``dmap/assets/cse/<prior>-<task>[-sigma0].safetensors`` (their
+JSON records say prior, task and noise level); train your own
 with ``dmap train-cse`` (:func:`dmap.train.train_cse`).
 """
 
@@ -18,22 +19,31 @@ from dmap.cse.adapter import (
     condition,
     load_cse,
 )
+from dmap.operators.tasks import DEFAULT_SIGMA_Y
 from dmap.priors.base import Prior
 from dmap.shipped import shipped_cse
 
 
+def shipped_path(prior: Prior, task: str, reference: bool = False, sigma_y: float | None = None) -> Path | None:
+    """The shipped adapter (or ``reference``) for ``(prior.name, task)`` trained at noise
+    ``sigma_y`` (default: the default noise level, 0.05), or None."""
+    level = DEFAULT_SIGMA_Y if sigma_y is None else sigma_y
+    found = shipped_cse(reference).items()
+    return next((path for (p, t, s), path in found if (p, t) == (prior.name, task) and abs(s - level) < 1e-9), None)
+
+
 def find_cse(prior: Prior, task: str, reference: bool = False, sigma_y: float | None = None) -> CSE:
-    """The shipped adapter (or ``reference``) for ``(prior.name, task)``, checked against
-    ``sigma_y`` when given; ``ValueError`` naming what exists if none."""
-    found = shipped_cse(reference)
-    if (prior.name, task) not in found:
-        have = ", ".join(f"{p}/{t}" for p, t in found) or "none"
+    """The adapter at :func:`shipped_path`, loaded and checked; ``ValueError`` naming what exists if none."""
+    path = shipped_path(prior, task, reference, sigma_y)
+    if path is None:
+        have = ", ".join(f"{p}/{t} (sigma_y {s:g})" for p, t, s in shipped_cse(reference)) or "none"
         kind = "reference conditional score estimator" if reference else "conditional score estimator"
+        level = DEFAULT_SIGMA_Y if sigma_y is None else sigma_y
         raise ValueError(
-            f"no shipped {kind} for prior {prior.name!r} and task {task!r} "
+            f"no shipped {kind} for prior {prior.name!r} and task {task!r} at sigma_y = {level:g} "
             f"(shipped: {have}); train one with `dmap train-cse` and pass --cse FILE"
         )
-    return load_cse(prior, found[(prior.name, task)], task, sigma_y)
+    return load_cse(prior, path, task, sigma_y)
 
 
 def get_cse(prior: Prior, task: str, path: str | Path | None = None, sigma_y: float | None = None) -> CSE:
@@ -51,6 +61,7 @@ __all__ = [
     "condition",
     "find_cse",
     "get_cse",
+    "shipped_path",
     "load_cse",
     "shipped_cse",
 ]
