@@ -7,7 +7,8 @@
 A `dmap bench` call (equal evaluations, sigma_y = 0.05, the five paper tasks, the shipped
 presets at each budget, ``--images`` test digits) into
 ``benchmarks/results/budgets/<prior>/<task>/<method>/`` (resumable; each method on the tasks
-it takes: DDRM needs an SVD, which deblur-aniso lacks), then:
+and budgets its preset takes: DDRM needs an SVD, which deblur-aniso lacks; DiffPIR's
+quadratic time spacing stops at 500 steps), then:
 
 - ``<prior>.md``: every cell (PSNR ± SE, paired difference to DPS, seconds per image),
   and on ``gmm-mnist`` the exact posterior mean (``exact-mmse``): the least-squares optimum
@@ -32,9 +33,16 @@ import dmap
 from common import PAPER_TASKS, RESULTS, bench, exact_mmse_rows
 from dmap.api import unsuited
 from dmap.bench import markdown
+from dmap.presets import resolve_options
 
 METHODS = "dps,dsg,dmap,ddrm,diffpir,pigdm,daps,reddiff"
-SHAPE = (1, 32, 32)  # both digit priors
+
+
+def takes(prior, task: str, method: str, budgets: list[int]) -> list[int]:
+    """The budgets at which ``method``'s preset can solve ``task`` (none for DDRM on
+    deblur-aniso, which has no SVD; DiffPIR's quadratic spacing stops at 500 steps)."""
+    t = dmap.make_task(task, prior.image_shape)
+    return [n for n in budgets if not unsuited(method, t, resolve_options(method, prior.name, task, nfe=n), prior)]
 
 
 def best_table(cells: list[dict]) -> str:
@@ -111,15 +119,16 @@ def main() -> None:
     folder = RESULTS / "budgets"
     out = folder / args.prior
     cells, ceiling = [], []
+    prior = dmap.load_prior(args.prior)
     for task in PAPER_TASKS:  # one folder per (task, method): each runs when its presets are final
         for method in args.methods.split(","):
-            if unsuited(method, dmap.make_task(task, SHAPE)):  # DDRM needs an SVD, which deblur-aniso lacks
-                continue
+            budgets = takes(prior, task, method, [int(n) for n in args.nfe.split(",")])
             where = out / task / method
-            if args.report:
+            if args.report or not budgets:
                 cells += json.loads((where / "summary.json").read_text()) if (where / "summary.json").exists() else []
             else:
-                cells += bench(args.prior, [task], [method], where, images=args.images, nfe=args.nfe, workers=args.workers)
+                cells += bench(args.prior, [task], [method], where, images=args.images, nfe=",".join(map(str, budgets)),
+                               workers=args.workers)  # fmt: skip
         done = sorted((out / task).glob("*/summary.json"))
         if args.prior == "gmm-mnist" and done:  # same images and measurements in every folder of the task
             ceiling += exact_mmse_rows(done[0].parent, max(c["nfe_budget"] for c in cells))

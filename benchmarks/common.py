@@ -44,6 +44,7 @@ def bench(
         str(workers),
         "--out",
         str(out),
+        "--refresh",  # cells whose presets changed are solved again
     ] + (["--presets", str(presets)] if presets else [])
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)

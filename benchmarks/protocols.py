@@ -9,7 +9,8 @@
 the most that fit); ``equal-steps``: the paper's protocol, every method the same reverse
 steps and DMAP with K = 3 (it then spends about 4x the evaluations of DPS).  A thin call
 of ``dmap bench`` (the five paper tasks, ``--images`` test digits, the shipped presets)
-into ``benchmarks/results/protocols/<protocol>-sigma<sigma_y>-<budgets>/`` (resumable).
+into ``benchmarks/results/protocols/<protocol>-sigma<sigma_y>-<budgets>/`` (resumable; with
+``--refresh``: cells whose presets or adapters changed are solved again, new methods added).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def run(args) -> None:
     flag = "--nfe" if args.protocol == "equal-nfe" else "--steps"
     cmd = ["dmap", "bench", "--prior", args.prior, "--tasks", ",".join(PAPER_TASKS), "--methods", args.methods,
            "--images", str(args.images), "--protocol", args.protocol, flag, args.budgets, "--sigma-y", str(args.sigma_y),
-           "--workers", str(args.workers), "--out", str(out)]  # fmt: skip
+           "--workers", str(args.workers), "--out", str(out), "--refresh"]  # fmt: skip
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
 

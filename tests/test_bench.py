@@ -289,3 +289,30 @@ def test_an_image_that_diverges_is_recorded_and_the_rest_of_its_batch_kept(tmp_p
     (bad,) = [r for r in rows if "diverged" in r]
     assert "diverged" in bad["diverged"] and "step size" in bad["diverged"]
     assert "diverged on 1/4" in (tmp_path / "b2" / "summary.md").read_text()
+
+
+def test_refresh_solves_again_only_the_cells_whose_settings_changed(reference, tmp_path):
+    """A preset file with another DPS step size on sr4 and a new method: --refresh solves
+    dps on sr4 again and dsg anew, and keeps every other row as it was."""
+    import dataclasses
+    import shutil
+
+    from dmap.presets import resolve_options, write_preset
+
+    src, _ = reference
+    out = tmp_path / "bench"
+    shutil.copytree(src, out)
+    presets = tmp_path / "presets.json"
+    write_preset(presets, "gmm-mnist", "sr4", "dps", resolve_options("dps", "gmm-mnist", "sr4", step_size=0.05), "test")
+    config = dataclasses.replace(CONFIG, methods=(*CONFIG.methods, "dsg"), presets=str(presets))
+    with pytest.raises(BenchError, match="holds a benchmark with other settings"):
+        run_bench(config, out, show_progress=False)
+    run_bench(config, out, show_progress=False, refresh=True)
+    old, new = by_key(read_store(src)), by_key(read_store(out))
+    assert len(new) == 3 * 2 * 2 * 5 and set(old) < set(new)
+    for key, row in old.items():
+        task, method = key[:2]
+        changed = (task, method) == ("sr4", "dps")
+        assert (new[key]["output_sha"] != row["output_sha"]) == changed, key
+    with pytest.raises(BenchError, match=r"other image_ids, config.images; --refresh renews cells only"):
+        run_bench(dataclasses.replace(config, images=4), out, show_progress=False, refresh=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from dmap.cse import CSE, find_cse
@@ -13,6 +14,7 @@ from dmap.operators.noise import GaussianNoise
 from dmap.operators.tasks import Task
 from dmap.presets import Table, resolve_options
 from dmap.priors.base import Prior
+from dmap.priors.latent import ThroughDecoder
 from dmap.rng import Generators
 from dmap.solvers import Options, get_method
 from dmap.solvers.common import Callback
@@ -29,6 +31,9 @@ def unsuited(method: str, task: Task, options: Options | None = None, prior: Pri
         except ValueError as e:
             return f"{method}: {e} (the prior's schedule has {prior.schedule.T} steps)"
     m = get_method(method)
+    if prior is not None and prior.latent and (m.linear_only or m.uses_cse):
+        need = "a linear operator" if m.linear_only else "a pixel prior (its estimator conditions pixels)"
+        return f"{method} needs {need}; on the latent prior {prior.name} the likelihood goes through the decoder"
     if m.linear_only and not task.operator.linear:
         return f"{method} needs a linear task; {task.name} is not"
     if m.needs_svd and not isinstance(task.operator, SVDOperator):
@@ -55,12 +60,14 @@ def run_method(
     Methods with a conditional score estimator take ``cse`` (default: the shipped one for
     the prior and task, checked against the task's ``sigma_y``).  A run that produces
     NaN/Inf or leaves the data range raises :class:`~dmap.solvers.SolveError`
-    (:class:`~dmap.solvers.NonFiniteError`, :class:`~dmap.solvers.DivergenceError`)."""
+    (:class:`~dmap.solvers.NonFiniteError`, :class:`~dmap.solvers.DivergenceError`).
+    On a latent prior the method runs in its space on ``A(D(z))`` (:class:`ThroughDecoder`)
+    and the images ``D(z)`` are returned."""
     m = get_method(method)
     if not isinstance(options, m.options):
         raise TypeError(f"{method} takes {m.options.__name__}, got {type(options).__name__}")
-    if tuple(task.operator.x_shape) != tuple(prior.shape):
-        raise ValueError(f"task built for images {task.operator.x_shape}, prior expects {prior.shape}")
+    if tuple(task.operator.x_shape) != tuple(prior.image_shape):
+        raise ValueError(f"task built for images {task.operator.x_shape}, prior expects {prior.image_shape}")
     reason = unsuited(method, task, options, prior)
     if reason:
         raise ValueError(reason)
@@ -75,7 +82,14 @@ def run_method(
     if m.uses_noise:
         extra["sigma_y"] = task.noise.whitened_std(y)
     operator, y = task.noise.whiten(task.operator, y)  # the data term of the noise model
-    return m.fn(prior, operator, y, options, generator=generator, callback=callback, **extra)
+    if not prior.latent:
+        return m.fn(prior, operator, y, options, generator=generator, callback=callback, **extra)
+    clamp = getattr(options, "clamp", True)  # on a latent prior x0_hat is clipped in pixels, after D
+    operator = ThroughDecoder(operator, prior, clamp)
+    options = options.replace(clamp=False) if hasattr(options, "clamp") else options
+    z = m.fn(prior, operator, y, options, generator=generator, callback=callback, **extra)
+    with torch.no_grad():
+        return prior.decode(z).clamp(-1, 1)
 
 
 def solve(

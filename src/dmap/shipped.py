@@ -86,13 +86,15 @@ PRIOR_FORMS = {
     "adm-imagenet256=FILE": "guided-diffusion ADM checkpoint with the ImageNet-256 unconditional flags "
     "(256x256_diffusion_uncond.pt), 3 x 256 x 256",
     "adm=FLAGS.json=FILE": "guided-diffusion ADM checkpoint with the flags in a JSON file",
-    "FOLDER": "a local diffusers folder with a UNet2DModel and its scheduler (needs dmap[diffusers])",
+    "FOLDER": "a local diffusers folder: a UNet2DModel and its scheduler, with vae/ a latent prior (needs dmap[diffusers])",
+    "sd=FOLDER": "a local Stable Diffusion folder (unet/, vae/, scheduler/), the empty prompt read from "
+    "FOLDER/prompt_embedding.safetensors or --prompt-embedding (make it with dmap sd-embed)",
 }
 
 
 def prior_form(spec: str) -> str:
-    """Which form ``spec`` names a prior in: ``shipped``, ``unet``, ``adm`` or
-    ``diffusers``; ``ValueError`` listing the forms otherwise (nothing is loaded)."""
+    """Which form ``spec`` names a prior in: ``shipped``, ``unet``, ``adm``, ``diffusers``
+    or ``sd``; ``ValueError`` listing the forms otherwise (nothing is loaded)."""
     from dmap.priors.adm import ADM_CONFIGS
 
     head, eq, _ = spec.partition("=")
@@ -100,6 +102,8 @@ def prior_form(spec: str) -> str:
         return "shipped"
     if eq and (head in ADM_CONFIGS or head == "adm"):
         return "adm"
+    if eq and head == "sd":
+        return "sd"
     if not eq and spec.endswith(".safetensors"):
         return "unet"
     if not eq and Path(spec).is_dir():
@@ -109,10 +113,11 @@ def prior_form(spec: str) -> str:
 
 
 def load_prior(name: str = DEFAULT_PRIOR, *, device: str | torch.device | None = None,
-               dtype: str | torch.dtype | None = None) -> Prior:  # fmt: skip
+               dtype: str | torch.dtype | None = None, prompt_embedding: str | Path | None = None) -> Prior:  # fmt: skip
     """The prior named ``name`` (a shipped name or one of :data:`PRIOR_FORMS`), in eval
     mode on ``device``; ``dtype`` (float32, bfloat16, float16) is the precision the
-    network runs in under autocast (the solvers' arithmetic stays float32)."""
+    network runs in under autocast (the solvers' arithmetic stays float32);
+    ``prompt_embedding``: the empty-prompt embedding file of a Stable Diffusion folder."""
     from dmap.priors.adm import load_adm_prior, read_flags
     from dmap.priors.diffusers import load_diffusers_prior
     from dmap.priors.network import parse_dtype
@@ -122,8 +127,11 @@ def load_prior(name: str = DEFAULT_PRIOR, *, device: str | torch.device | None =
         prior = PRIORS[name][0]()
     elif form == "unet":
         prior = load_unet_prior(name)
-    elif form == "diffusers":
-        prior = load_diffusers_prior(name, dtype=dt)
+    elif form in ("diffusers", "sd"):
+        folder = name.partition("=")[2] if form == "sd" else name
+        prior = load_diffusers_prior(folder, dtype=dt, prompt_embedding=prompt_embedding)
+        if form == "sd" and not prior.latent:
+            raise WeightsError(f"{folder}: not a Stable Diffusion folder (no vae/)")
     else:
         head, _, rest = name.partition("=")
         flags, path = rest.split("=", 1) if head == "adm" and rest.count("=") else (head, rest)
@@ -169,8 +177,9 @@ def tuning_problem(prior: Prior, task_name: str, n: int, sigma_y: float | None =
     from dmap.rng import sample_generators, seeded
 
     x = folder_spread(data, n)[0] if data else train_images(n)
-    if tuple(x.shape[1:]) != tuple(prior.shape):
-        raise ValueError(f"the tuning images are {tuple(x.shape[1:])}, prior {prior.name} expects {prior.shape}"
+    if tuple(x.shape[1:]) != tuple(prior.image_shape):
+        raise ValueError(f"the tuning images are {tuple(x.shape[1:])}, prior {prior.name} expects {prior.image_shape}"
                          + ("; give --data FOLDER with images of that shape" if not data else ""))  # fmt: skip
-    task = make_task(task_name, prior.shape, sigma_y=DEFAULT_SIGMA_Y if sigma_y is None else sigma_y, generator=seeded(TASK_SEED))
+    sigma_y = DEFAULT_SIGMA_Y if sigma_y is None else sigma_y
+    task = make_task(task_name, prior.image_shape, sigma_y=sigma_y, generator=seeded(TASK_SEED))
     return task, x, task.simulate(x, generator=sample_generators(TASK_SEED + 1, n))

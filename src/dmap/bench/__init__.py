@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import torch
 from dmap.bench.report import cells, markdown, mean_se, write_report
 from dmap.bench.runner import Bench, Unit, pending, run_unit, units
 from dmap.bench.specs import BenchConfig, BenchError, parse_method, split_specs
-from dmap.bench.store import merge_store, read_store
+from dmap.bench.store import MANIFEST, merge_store, read_store
 from dmap.progress import progress_bar
 
 
@@ -104,15 +105,27 @@ def _free_port() -> int:
 
 
 def run_bench(
-    config: BenchConfig, out: str | Path, *, workers: int = 1, device: str | None = None, show_progress: bool = True
+    config: BenchConfig,
+    out: str | Path,
+    *,
+    workers: int = 1,
+    device: str | None = None,
+    show_progress: bool = True,
+    refresh: bool = False,
 ) -> list[dict]:
     """Run (or finish) the benchmark ``config`` in folder ``out`` and return its summary
     cells.  ``workers > 1`` starts that many processes; under ``torchrun`` the ranks come
     from the environment (the summary is returned on rank 0, ``[]`` elsewhere).
+    ``refresh``: a folder whose benchmark differs in its cells only is brought to this one,
+    solving again the cells that changed (:meth:`Bench.refresh`).
     Raises :class:`BenchError` for a bad configuration or a folder holding another one."""
     import torch.distributed as dist
 
     out = Path(out)
+    if refresh and (out / MANIFEST).exists() and int(os.environ.get("RANK", "0")) == 0:
+        stale = Bench(config, out, _device(device, 0)).refresh()
+        if show_progress and stale:
+            print(f"solving again {len(stale)} cells whose settings changed or that are gone: {'; '.join(stale)}", file=sys.stderr)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:  # torchrun
         rank = int(os.environ["RANK"])

@@ -25,7 +25,7 @@ import torch
 import dmap
 from dmap.api import run_method, unsuited
 from dmap.bench.specs import BenchConfig, BenchError, parse_method
-from dmap.bench.store import MANIFEST, append_rows, outputs_path, read_store, row_key, save_outputs
+from dmap.bench.store import MANIFEST, append_rows, outputs_path, read_store, row_key, save_outputs, write_store
 from dmap.data import folder_spread, load_kernel, load_mask, mnist_spread
 from dmap.metrics import psnr, ssim
 from dmap.operators.tasks import Task
@@ -127,8 +127,8 @@ class Bench:
     @cached_property
     def manifest(self) -> dict:
         c = self.config
-        if tuple(self.x.shape[1:]) != tuple(self.prior.shape):
-            raise BenchError(f"the images are {tuple(self.x.shape[1:])}, prior {c.prior} expects {self.prior.shape}"
+        if tuple(self.x.shape[1:]) != tuple(self.prior.image_shape):
+            raise BenchError(f"the images are {tuple(self.x.shape[1:])}, prior {c.prior} expects {self.prior.image_shape}"
                              + ("; give --data FOLDER with images of that shape" if not c.data else ""))  # fmt: skip
         return {
             "config": c.to_dict(),
@@ -155,6 +155,26 @@ class Bench:
         elif write:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, self.manifest)
+
+    def refresh(self) -> list[str]:
+        """Make the folder's benchmark this one when only its cells differ (tasks, methods,
+        budgets, or their settings after retuned presets, a preset file, new adapters): the rows of cells
+        that are gone or whose settings changed are dropped, to be solved again, and the
+        manifest is rewritten.  Returns those cells; refuses other differences (images,
+        seeds, noise, prior, versions)."""
+        old = json.loads((self.out / MANIFEST).read_text())
+        mine = json.loads(json.dumps(self.manifest))
+        fixed = {k: v for k, v in mine["config"].items() if k not in ("tasks", "methods", "nfe", "presets")}
+        differ = [k for k in mine if k not in ("config", "cells") and old.get(k) != mine[k]]
+        differ += [f"config.{k}" for k, v in fixed.items() if old["config"].get(k) != v]
+        if differ:
+            raise BenchError(f"{self.out} holds a benchmark with other {', '.join(differ)}; --refresh renews cells only")
+        cell_key = lambda c: (c["task"], c["method"], c["nfe_budget"])  # noqa: E731
+        kept = {cell_key(c) for c in mine["cells"] if c in old["cells"]}
+        stale = sorted({cell_key(c) for c in old["cells"]} - kept)
+        write_store(self.out, [r for r in read_store(self.out) if cell_key(r) in kept])
+        write_json_atomic(self.out / MANIFEST, mine)
+        return [f"{t} {m} @{n}" for t, m, n in stale]
 
     # --- the pieces of a unit -----------------------------------------------------
 

@@ -53,9 +53,9 @@ def append_rows(path: Path, rows: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def merge_store(out: Path) -> list[dict]:
-    """Rewrite the shards into ``results.jsonl`` (sorted, atomic) and remove them."""
-    rows = sorted(read_store(out), key=lambda r: (r["task"], r["method"], r["nfe_budget"], r["index"]))
+def write_store(out: Path, rows: list[dict]) -> list[dict]:
+    """``rows`` as the whole store: ``results.jsonl`` (sorted, atomic), the shards removed."""
+    rows = sorted(rows, key=lambda r: (r["task"], r["method"], r["nfe_budget"], r["index"]))
     with atomic_path(out / STORE) as tmp, tmp.open("w") as f:
         f.write("".join(json.dumps(r) + "\n" for r in rows))
         f.flush()
@@ -63,6 +63,11 @@ def merge_store(out: Path) -> list[dict]:
     for shard in out.glob("results-r*.jsonl"):
         shard.unlink()
     return rows
+
+
+def merge_store(out: Path) -> list[dict]:
+    """Rewrite the shards into ``results.jsonl`` (sorted, atomic) and remove them."""
+    return write_store(out, read_store(out))
 
 
 def outputs_path(out: Path, task: str, method: str, nfe: int) -> Path:

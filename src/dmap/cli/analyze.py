@@ -44,13 +44,13 @@ def cmd_analyze(args) -> int:
         raise UsageError("--pairs and --nfe must be >= 1, --samples and --mean-samples >= 2")
     out = OutputFolder.prepare(args.out)
     prior = load_prior_or_usage(args.prior)
-    task = dmap.make_task(args.task, prior.shape, generator=seeded(args.seed))
+    task = dmap.make_task(args.task, prior.image_shape, generator=seeded(args.seed))
     try:
         x, ids = folder_spread(args.data, args.pairs)[:2] if args.data else mnist_spread(args.pairs)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
-    if tuple(x.shape[1:]) != tuple(prior.shape):
-        raise UsageError(f"the images are {tuple(x.shape[1:])}, prior {args.prior} expects {prior.shape}; "
+    if tuple(x.shape[1:]) != tuple(prior.image_shape):
+        raise UsageError(f"the images are {tuple(x.shape[1:])}, prior {args.prior} expects {prior.image_shape}; "
                          "give --data FOLDER with images of that shape")  # fmt: skip
     y = task.simulate(x, generator=[seeded(args.seed, 1, int(i)) for i in ids])
     result, samples = analyze(

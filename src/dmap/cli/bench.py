@@ -45,7 +45,7 @@ def _bench_parser(sub) -> None:
         "dps+cse[guide=cse], dps+cse[cse=FILE]. Distributed: --workers N, or torchrun "
         "--nproc_per_node N -m dmap bench ...; the results do not depend on the worker count.",
     )
-    add_prior(b)
+    add_prior(b, embedding=False)  # a Stable Diffusion folder's embedding: FOLDER/prompt_embedding.safetensors
     b.add_argument("--tasks", required=True, help=f"comma-separated, from: {', '.join(dmap.TASKS)}")
     b.add_argument("--methods", required=True, help=f"comma-separated, from: {', '.join(METHODS)} (with [options])")
     b.add_argument("--images", type=positive_int, default=32, help="digits evenly spaced over the split (32)")
@@ -84,6 +84,9 @@ def _bench_parser(sub) -> None:
         help="precision of the network (autocast; float32)",
     )
     b.add_argument("--out", required=True, help="the benchmark folder")
+    b.add_argument("--refresh", action="store_true",
+                   help="in an existing --out with the same images, seeds, noise and prior: solve again the cells whose "
+                   "settings changed (retuned presets, new adapters) and add new tasks, methods or budgets")  # fmt: skip
     b.add_argument("--json", action="store_true", help="print the summary cells as JSON")
     b.set_defaults(func=cmd_bench)
 
@@ -151,7 +154,7 @@ def cmd_bench(args) -> int:
             protocol=args.protocol,
         )
         out = OutputFolder.prepare(args.out)
-        summary = run_bench(config, out, workers=args.workers, device=args.device)
+        summary = run_bench(config, out, workers=args.workers, device=args.device, refresh=args.refresh)
     except BenchError as e:
         raise UsageError(str(e)) from None
     if args.json:

@@ -116,8 +116,12 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=1, help=THREADS_HELP)
 
 
-def add_prior(parser: argparse.ArgumentParser, default: str = DEFAULT_PRIOR) -> None:
+def add_prior(parser: argparse.ArgumentParser, default: str = DEFAULT_PRIOR, embedding: bool = True) -> None:
+    """``--prior`` and (``embedding``) ``--prompt-embedding``."""
     parser.add_argument("--prior", default=default, help=PRIOR_HELP.replace(f"default {DEFAULT_PRIOR}", f"default {default}"))
+    if embedding:
+        parser.add_argument("--prompt-embedding", metavar="FILE",
+                            help="empty-prompt embedding of --prior sd=FOLDER (FOLDER/prompt_embedding.safetensors)")  # fmt: skip
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
@@ -181,7 +185,7 @@ def load_prior_or_usage(name: str, args: argparse.Namespace | None = None):
     """The prior ``name`` on ``args.device`` with ``args.dtype`` (when the command has them)."""
     device, dtype = getattr(args, "device", None), getattr(args, "dtype", None)
     try:
-        return dmap.load_prior(name, device=device, dtype=dtype)
+        return dmap.load_prior(name, device=device, dtype=dtype, prompt_embedding=getattr(args, "prompt_embedding", None))
     except (WeightsError, ValueError) as e:
         raise UsageError(str(e)) from None
     except RuntimeError as e:  # e.g. an unavailable device

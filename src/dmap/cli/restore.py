@@ -158,9 +158,9 @@ def _load_inputs(args, prior, op) -> tuple[list[Path], torch.Tensor]:
         paths = list_images(args.inputs)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
-    if args.observed and (len(op.y_shape) != 3 or not op.linear or op.y_shape[0] != prior.shape[0]):
+    if args.observed and (len(op.y_shape) != 3 or not op.linear or op.y_shape[0] != prior.image_shape[0]):
         raise UsageError(f"--observed needs a task whose measurement is an image (sr4, deblur-*), not {args.task}")
-    target, what = (op.y_shape, f"the {args.task} measurement") if args.observed else (prior.shape, f"prior {args.prior}")
+    target, what = (op.y_shape, f"the {args.task} measurement") if args.observed else (prior.image_shape, f"prior {args.prior}")
     images = []
     for p in paths:
         try:
@@ -176,7 +176,7 @@ def _solve_all(args, prior, task, y, options, keys, cse) -> tuple[list[tuple[int
     items = [(i, k) for i in range(len(y)) for k in range(args.samples)]
     device = prior.device
     task = task.to(device)
-    results = torch.empty(len(items), *prior.shape)
+    results = torch.empty(len(items), *prior.image_shape)
     seconds = torch.empty(len(items))
     bar = progress_bar(options.steps * math.ceil(len(items) / args.batch_size), f"{args.method} {args.task}")
     try:
@@ -252,7 +252,7 @@ def cmd_restore(args) -> int:
     options = _options(args)
     out = OutputFolder.prepare(args.out)
     prior = load_prior_or_usage(args.prior, args)
-    task = task_from_args(args, prior.shape)
+    task = task_from_args(args, prior.image_shape)
     check_suited(args.method, task, options, prior)
     cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
     paths, batch = _load_inputs(args, prior, task.operator)
@@ -279,7 +279,7 @@ def cmd_demo(args) -> int:
     )
     print(f"{'task':16s}" + "".join(f"{m:>8s}" for m in methods), flush=True)
     for name in PAPER_TASKS:
-        task = dmap.make_task(name, prior.shape, generator=seeded(0))
+        task = dmap.make_task(name, prior.image_shape, generator=seeded(0))
         y = task.simulate(x, generator=[seeded(0, 1, i) for i in range(len(x))])
         rows += [list(x), list(task.operator.view(y))]
         labels += [f"{name}: truth", f"{name}: measured"]

@@ -10,20 +10,40 @@ from dmap.utils import short_sha256
 
 
 class Prior(nn.Module):
-    """A diffusion prior on images of ``shape = (C, H, W)`` in [-1, 1].
+    """A diffusion prior on ``shape = (C, H, W)``: images in [-1, 1] (a pixel prior) or the
+    latents ``z`` of an autoencoder (a latent prior, ``latent = True``).
 
     Subclasses implement :meth:`eps` (the noise prediction ``eps(x_t, t)``) or
     :meth:`score`; each is defined from the other through the schedule,
     ``s(x_t) = -eps / sqrt(1 - ab_t)``.  ``t`` is an int64 tensor ``[B]`` of original
-    (not respaced) timesteps, or an int shared by the batch.
+    (not respaced) timesteps, or an int shared by the batch.  Images are
+    ``decode(z)`` of ``image_shape``; for a pixel prior ``decode`` is the identity.
     """
 
     name: str = "prior"
+    latent: bool = False
 
     def __init__(self, schedule: Schedule, shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.schedule = schedule
         self.shape = tuple(shape)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the images (``decode``'s output); ``shape`` for a pixel prior."""
+        return self.shape
+
+    def decode(self, z: Tensor) -> Tensor:
+        """The image ``D(z)`` of a point of the prior's space (identity for a pixel prior)."""
+        return z
+
+    def encode(self, x: Tensor) -> Tensor:
+        """The point ``E(x)`` of the prior's space for images ``x`` (identity for a pixel prior)."""
+        return x
+
+    def clip(self, x: Tensor) -> Tensor:
+        """``x`` brought into the data range: [-1, 1] for images; latents are left alone."""
+        return x if self.latent else x.clamp(-1, 1)
 
     def eps(self, x_t: Tensor, t: Tensor | int) -> Tensor:
         """Noise prediction ``eps(x_t, t)``."""

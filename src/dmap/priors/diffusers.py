@@ -1,8 +1,10 @@
-"""A local diffusers folder with a ``UNet2DModel`` and its scheduler as a prior (the extra
-``dmap[diffusers]``).
+"""A local diffusers folder as a prior (the extra ``dmap[diffusers]``): a ``UNet2DModel``
+and its scheduler, or a latent model (``vae/`` beside ``unet/``: a ``UNet2DModel`` on
+latents, or Stable Diffusion's ``UNet2DConditionModel``; see :mod:`dmap.priors.latent`).
 
 Layouts: a pipeline folder (``model_index.json``, ``unet/``, ``scheduler/``, as saved by
-``DDPMPipeline.save_pretrained``) or a model folder with ``config.json`` and
+``DDPMPipeline.save_pretrained`` or a Stable Diffusion pipeline; the text encoder and
+tokenizer are not read) or a model folder with ``config.json`` and
 ``scheduler_config.json`` side by side.  The betas come from the scheduler's config
 (``linear``, ``scaled_linear``, ``squaredcos_cap_v2``), the prediction type (``epsilon``,
 ``v_prediction``, ``sample``) too; image size and channels from the model's config.
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from dmap.priors.base import Prior
 from dmap.priors.network import NetworkPrior
 from dmap.schedule import Schedule, ScheduleConfig
 from dmap.utils import WeightsError
@@ -49,29 +52,65 @@ def _find(folder: Path, *candidates: str) -> Path | None:
     return next((folder / c for c in candidates if (folder / c).is_file()), None)
 
 
-def load_diffusers_prior(folder: str | Path, name: str | None = None, dtype: torch.dtype = torch.float32) -> NetworkPrior:
-    """The ``UNet2DModel`` and scheduler of the local diffusers ``folder`` as a prior."""
+def _load(cls, where: Path) -> nn.Module:
     try:
-        from diffusers import UNet2DModel
+        return cls.from_pretrained(where, local_files_only=True, low_cpu_mem_usage=False).eval()
+    except (OSError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"{where}: the {cls.__name__} does not load ({e.__class__.__name__}: {str(e)[:200]})") from None
+
+
+def read_prompt_embedding(path: Path, width: int) -> Tensor:
+    """The text embedding ``[1, L, width]`` stored under ``embedding`` in ``path`` (safetensors)."""
+    from dmap.utils import load_safetensors
+
+    if not path.is_file():
+        raise WeightsError(f"{path}: no prompt embedding; make it with `dmap sd-embed FOLDER` (needs transformers) "
+                           "or give --prompt-embedding FILE")  # fmt: skip
+    emb = load_safetensors(path).get("embedding")
+    if emb is None or emb.dim() != 3 or emb.shape[0] != 1 or emb.shape[2] != width:
+        got = "no 'embedding'" if emb is None else f"shape {tuple(emb.shape)}"
+        raise WeightsError(f"{path}: expected an 'embedding' of shape [1, L, {width}], got {got}")
+    return emb.float()
+
+
+def load_diffusers_prior(folder: str | Path, name: str | None = None, dtype: torch.dtype = torch.float32,
+                         prompt_embedding: str | Path | None = None) -> Prior:  # fmt: skip
+    """The prior of the local diffusers ``folder``: a ``UNet2DModel`` (pixel prior), or with
+    an ``AutoencoderKL`` in ``vae/`` a latent prior (:class:`~dmap.priors.latent.LatentPrior`)
+    whose network is a ``UNet2DModel`` or Stable Diffusion's ``UNet2DConditionModel`` (with
+    the empty-prompt embedding of ``prompt_embedding``, default ``folder/prompt_embedding.safetensors``)."""
+    try:
+        import diffusers
     except ImportError:
         raise WeightsError("diffusers folders need the diffusers package: pip install 'dmap[diffusers]'") from None
+    from dmap.priors.latent import LatentPrior, PromptUNet
+
     folder = Path(folder)
     model_dir = folder / "unet" if (folder / "unet" / "config.json").is_file() else folder
     scheduler = _find(folder, "scheduler/scheduler_config.json", "scheduler_config.json")
     if not (model_dir / "config.json").is_file() or scheduler is None:
         raise WeightsError(f"{folder}: not a diffusers folder (needs unet/config.json or config.json, and "
                            "scheduler/scheduler_config.json or scheduler_config.json)")  # fmt: skip
-    config = json.loads((model_dir / "config.json").read_text())
-    if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
-        raise WeightsError(f"{model_dir}: holds a {config['_class_name']}, not a UNet2DModel")
-    try:
-        unet = UNet2DModel.from_pretrained(model_dir, local_files_only=True, low_cpu_mem_usage=False)
-    except (OSError, ValueError, RuntimeError) as e:
-        raise WeightsError(f"{model_dir}: the UNet2DModel does not load ({e.__class__.__name__}: {str(e)[:200]})") from None
+    kind = json.loads((model_dir / "config.json").read_text()).get("_class_name", "UNet2DModel")
+    if kind not in ("UNet2DModel", "UNet2DConditionModel"):
+        raise WeightsError(f"{model_dir}: holds a {kind}, not a UNet2DModel or UNet2DConditionModel")
+    has_vae = (folder / "vae" / "config.json").is_file()
+    if kind == "UNet2DConditionModel" and not has_vae:
+        raise WeightsError(f"{folder}: a UNet2DConditionModel needs its AutoencoderKL in vae/ (a Stable Diffusion folder)")
+    unet = _load(getattr(diffusers, kind), model_dir)
+    if kind == "UNet2DModel":
+        net = DiffusersUNet(unet)
+    else:
+        path = Path(prompt_embedding) if prompt_embedding else folder / "prompt_embedding.safetensors"
+        net = PromptUNet(unet, read_prompt_embedding(path, unet.config.cross_attention_dim))
     sched = json.loads(scheduler.read_text())
-    prediction = sched.get("prediction_type", "epsilon")
     size = unet.config.sample_size
     h, w = (size, size) if isinstance(size, int) else tuple(size)
-    shape = (unet.config.in_channels, h, w)
-    net = DiffusersUNet(unet.eval())
-    return NetworkPrior(net, schedule_from_config(sched, str(scheduler)), shape, name or folder.name, prediction, dtype)
+    name = name or folder.name
+    prior = NetworkPrior(net, schedule_from_config(sched, str(scheduler)), (unet.config.in_channels, h, w), name,
+                         sched.get("prediction_type", "epsilon"), dtype)  # fmt: skip
+    if not has_vae:
+        return prior
+    vae = _load(diffusers.AutoencoderKL, folder / "vae")
+    f = 2 ** (len(vae.config.block_out_channels) - 1)
+    return LatentPrior(prior, vae, vae.config.scaling_factor, (vae.config.out_channels, h * f, w * f), name)

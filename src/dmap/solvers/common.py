@@ -72,7 +72,7 @@ def check_state(x: Tensor, method: str, step: int, t: int, step_size: float) -> 
         bad = (rms > DIVERGED_RMS).nonzero().flatten().tolist()
         raise DivergenceError(
             f"{method}: diverged {where}: samples {bad} reached an RMS of {float(rms.max()):.3g} "
-            f"(images lie in [-1, 1]); try a smaller step size"
+            f"(x_t keeps an RMS near 1: images lie in [-1, 1], latents have unit variance); try a smaller step size"
         )
 
 

@@ -106,7 +106,7 @@ def solve_daps(
         check_state(x, "daps", i, t, options.lr)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
-    return x.clamp(-1, 1)
+    return prior.clip(x)
 
 
 register(Method("daps", solve_daps, DAPSOptions, "decoupled annealing, Langevin on x0 (Zhang et al. 2025)", uses_noise=True))

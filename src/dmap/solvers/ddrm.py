@@ -93,7 +93,7 @@ def solve_ddrm(
         check_state(x, "ddrm", i, t, options.eta)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
-    return x.clamp(-1, 1)
+    return prior.clip(x)
 
 
 register(Method("ddrm", solve_ddrm, DDRMOptions, "denoising diffusion restoration in the SVD (Kawar et al. 2022)",

@@ -83,7 +83,7 @@ def solve_diffpir(
         check_state(x, "diffpir", i, t, options.lam)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
-    return x.clamp(-1, 1)
+    return prior.clip(x)
 
 
 register(Method("diffpir", solve_diffpir, DiffPIROptions, "plug-and-play proximal data step (Zhu et al. 2023)",

@@ -84,7 +84,7 @@ def solve_dmap(
         check_state(x, "dmap", i, t, options.step_size)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat, **info})
-    return x.clamp(-1, 1)
+    return prior.clip(x)
 
 
 register(Method("dmap", solve_dmap, DMAPOptions, "posterior maximization with sphere projection (Xu et al. 2025)"))

@@ -71,7 +71,7 @@ def solve_dps(
                     "grad_norm": g.reshape(len(g), -1).norm(dim=1),
                 }
             )
-    return x.detach().clamp(-1, 1)
+    return prior.clip(x.detach())
 
 
 register(Method("dps", solve_dps, DPSOptions, "Diffusion Posterior Sampling (Chung et al. 2023)"))

@@ -83,7 +83,7 @@ def solve_dsg(
         check_state(x, "dsg", i, t, options.guidance_rate)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach(), **info})
-    return x.clamp(-1, 1)
+    return prior.clip(x)
 
 
 register(Method("dsg", solve_dsg, DSGOptions, "Spherical Gaussian guidance (Yang et al. 2024)"))

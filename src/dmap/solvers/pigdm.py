@@ -93,7 +93,7 @@ def solve_pigdm(
         check_state(x, "pigdm", i, t, options.weight)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach()})
-    return x.detach().clamp(-1, 1)
+    return prior.clip(x.detach())
 
 
 register(Method("pigdm", solve_pigdm, PiGDMOptions, "pseudoinverse-guided diffusion (Song et al. 2023)",

@@ -62,7 +62,7 @@ def solve_reddiff(
     shape = (y.shape[0], *prior.shape)
     with torch.no_grad():
         start = operator.pinv(y) if operator.linear else randn(shape, generator, y)
-    mu = start.reshape(shape).clamp(-1, 1).clone().requires_grad_(True)
+    mu = prior.clip(start.reshape(shape)).clone().requires_grad_(True)
     adam = torch.optim.Adam([mu], lr=options.lr, betas=(0.9, 0.99))
     for i, (t, _) in enumerate(schedule.pairs(options.steps, options.spacing)):
         a = schedule.coef(t, mu, torch.sqrt)
@@ -78,7 +78,7 @@ def solve_reddiff(
         check_state(mu, "reddiff", i, t, options.lam)
         if callback is not None:
             callback({"step": i, "t": t, "x": mu.detach(), "x0_hat": mu.detach()})
-    return mu.detach().clamp(-1, 1)
+    return prior.clip(mu.detach())
 
 
 register(Method("reddiff", solve_reddiff, REDDiffOptions, "variational, diffusion as regularizer (Mardani et al. 2024)"))

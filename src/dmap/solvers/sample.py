@@ -34,4 +34,4 @@ def sample_prior(
         x = mu + sigma * randn(x.shape, generator, x)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
-    return x.clamp(-1, 1)
+    return prior.clip(x)

@@ -1,0 +1,94 @@
+"""Latent diffusion priors: a diffusion model on the latents ``z`` of an autoencoder.
+
+The prior's space is the latent space (``shape``, e.g. 4 x 64 x 64 for Stable Diffusion at
+512 px); images are ``x = D(z) = vae.decode(z / scaling_factor)`` of ``image_shape``, and
+``E(x) = scaling_factor * mean(vae.encode(x))``.  The solvers run in ``z`` on the
+likelihood ``||y - A(D(z0_hat))||`` (:class:`ThroughDecoder`, one code path for pixel and
+latent priors, see :func:`dmap.api.run_method`) and return ``D(z)``.
+
+Two networks come from diffusers folders (:func:`dmap.priors.diffusers.load_diffusers_prior`):
+an unconditional ``UNet2DModel`` (the ``mnist-latent`` kind) or Stable Diffusion's
+``UNet2DConditionModel``, run as the paper does: the empty prompt, no classifier-free
+guidance.  Its text embedding is read from a file (``dmap sd-embed`` makes it where
+``transformers`` is installed), so the text encoder is not needed at run time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from dmap.operators.base import Operator
+from dmap.priors.base import Prior
+from dmap.priors.network import NetworkPrior
+
+
+class PromptUNet(nn.Module):
+    """``net(z_t, t)`` from a ``UNet2DConditionModel`` with a fixed text embedding
+    ``[1, L, D]`` (the empty prompt), broadcast over the batch."""
+
+    def __init__(self, unet: nn.Module, embedding: Tensor) -> None:
+        super().__init__()
+        self.unet = unet
+        self.register_buffer("embedding", embedding)
+
+    def forward(self, z: Tensor, t: Tensor) -> Tensor:
+        context = self.embedding.to(z.dtype).expand(z.shape[0], -1, -1)
+        return self.unet(z, t, encoder_hidden_states=context).sample
+
+
+class LatentPrior(Prior):
+    """``eps(z_t, t)`` of a network prior on latents, and the autoencoder ``vae`` (a
+    diffusers ``AutoencoderKL``) that maps them to images (see the module docstring)."""
+
+    latent = True
+
+    def __init__(self, inner: NetworkPrior, vae: nn.Module, scaling_factor: float, image_shape: tuple[int, int, int],
+                 name: str) -> None:  # fmt: skip
+        super().__init__(inner.schedule, inner.shape)
+        self.inner, self.vae, self.scaling_factor = inner, vae, float(scaling_factor)
+        self._image_shape = tuple(image_shape)
+        self.name = name
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self._image_shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype
+
+    @dtype.setter
+    def dtype(self, value: torch.dtype) -> None:
+        self.inner.dtype = value
+
+    def eps(self, x_t: Tensor, t: Tensor | int) -> Tensor:
+        return self.inner.eps(x_t, t)
+
+    def _autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``D(z) = vae.decode(z / scaling_factor)``: images ``[B, *image_shape]`` (not clipped)."""
+        with self._autocast(z.device):
+            return self.vae.decode(z.float() / self.scaling_factor).sample.float()
+
+    def encode(self, x: Tensor) -> Tensor:
+        """``E(x) = scaling_factor * mean(vae.encode(x))`` (the posterior mean, no sampling)."""
+        with self._autocast(x.device):
+            return self.vae.encode(x.float()).latent_dist.mean.float() * self.scaling_factor
+
+
+class ThroughDecoder(Operator):
+    """A task's operator seen from a latent prior's space: ``A(clip(D(z)))`` (``clamp``:
+    the estimate is clipped to [-1, 1] in pixels, where the data range is)."""
+
+    def __init__(self, operator: Operator, prior: Prior, clamp: bool = True) -> None:
+        super().__init__(prior.shape, operator.y_shape)
+        self.operator, self.clamp = operator, clamp
+        self._decode = prior.decode  # not a submodule: the prior is owned by the caller
+        self.name = getattr(operator, "name", "custom")
+
+    def A(self, z: Tensor) -> Tensor:
+        x = self._decode(z)
+        return self.operator.A(x.clamp(-1, 1) if self.clamp else x)

@@ -1,0 +1,104 @@
+"""Latent priors: a tiny random Stable Diffusion folder (UNet2DConditionModel, AutoencoderKL,
+scheduler, empty-prompt embedding) built here, nothing downloaded."""
+
+import pytest
+import torch
+
+import dmap
+from dmap.priors.latent import LatentPrior, ThroughDecoder
+from dmap.rng import sample_generators, seeded
+from dmap.utils import WeightsError, save_safetensors
+
+diffusers = pytest.importorskip("diffusers")
+
+WIDTH = 32  # cross-attention width of the tiny UNet
+
+
+def tiny_sd(folder, seed=0, width=WIDTH):
+    """A Stable Diffusion layout: 3 x 16 x 16 images, 4 x 8 x 8 latents."""
+    torch.manual_seed(seed)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=width, attention_head_dim=4, norm_num_groups=8,
+    )  # fmt: skip
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(16, 32), latent_channels=4, norm_num_groups=8, sample_size=16,
+    )  # fmt: skip
+    unet.save_pretrained(folder / "unet")
+    vae.save_pretrained(folder / "vae")
+    # v-prediction (as SD 2's 768 px model): with random weights (v ~ 0) x0_hat = sqrt(ab) z_t - sqrt(1 - ab) v stays
+    # bounded at every t, where a random eps-prediction would put x0_hat at ~ 1 / sqrt(ab) (x 15 at t = 999)
+    sched = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "prediction_type": "v_prediction"}
+    diffusers.DDPMScheduler(**sched).save_pretrained(folder / "scheduler")
+    save_safetensors(folder / "prompt_embedding.safetensors", {"embedding": torch.randn(1, 7, width)})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory):
+    folder = tiny_sd(tmp_path_factory.mktemp("sd") / "tiny-sd")
+    return folder, dmap.load_prior(f"sd={folder}")
+
+
+def test_a_stable_diffusion_folder_loads_as_a_latent_prior(sd):
+    folder, prior = sd
+    assert isinstance(prior, LatentPrior) and prior.latent and prior.name == "tiny-sd"
+    assert prior.shape == (4, 8, 8) and prior.image_shape == (3, 16, 16)
+    assert prior.scaling_factor == pytest.approx(0.18215) and prior.inner.prediction == "v_prediction"
+    z = torch.randn(2, 4, 8, 8)
+    assert prior.eps(z, 500).shape == z.shape and prior.decode(z).shape == (2, 3, 16, 16)
+    assert prior.encode(torch.zeros(2, 3, 16, 16)).shape == z.shape
+    assert dmap.load_prior(str(folder)).fingerprint() == prior.fingerprint()  # the plain FOLDER form too
+
+
+@pytest.mark.parametrize("method", ["dps", "dsg", "dmap", "daps", "reddiff"])
+def test_methods_for_any_operator_restore_images_and_batch_equals_loop(sd, method):
+    _, prior = sd
+    task = dmap.make_task("sr4", prior.image_shape, sigma_y=0.05, generator=seeded(0))
+    x = torch.rand(3, *prior.image_shape, generator=seeded(1)) * 2 - 1
+    y = task.simulate(x, generator=sample_generators(2, 3))
+    extra = {"langevin_steps": 3} if method == "daps" else {}  # (50 by default, each through the decoder)
+    options = dmap.resolve_options(method, prior.name, "sr4", steps=4, **extra)  # no presets for tiny-sd: the defaults
+    batch = dmap.api.run_method(method, prior, task, y, options, generator=sample_generators(3, 3))
+    assert batch.shape == (3, 3, 16, 16) and batch.abs().max() <= 1
+    loop = torch.cat([dmap.api.run_method(method, prior, task, y[i : i + 1], options, generator=sample_generators(3, 3)[i : i + 1])
+                      for i in range(3)])  # fmt: skip
+    torch.testing.assert_close(batch, loop, rtol=1e-3, atol=1e-4)  # float32 sums of batched attention and convs
+
+
+def test_the_likelihood_gradient_reaches_z_through_the_decoder(sd, tmp_path):
+    """``grad_z ||y - A(D(z))||^2`` is nonzero and changes with the decoder's weights."""
+    _, prior = sd
+    task = dmap.make_task("sr4", prior.image_shape, generator=seeded(0))
+    y = torch.zeros(1, *task.operator.y_shape)
+    z = torch.randn(1, *prior.shape, generator=seeded(4))
+
+    def grad(p):
+        zz = z.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad((y - ThroughDecoder(task.operator, p, clamp=False).A(zz)).pow(2).sum(), zz)
+        return g
+
+    g = grad(prior)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    other = dmap.load_prior(f"sd={tiny_sd(tmp_path / 'other', seed=1)}")
+    other.inner.load_state_dict(prior.inner.state_dict())  # same UNet, another decoder
+    assert not torch.allclose(grad(other), g)
+
+
+@pytest.mark.parametrize("method", ["ddrm", "pigdm", "diffpir", "dps+cse"])
+def test_methods_that_need_a_linear_operator_or_a_pixel_prior_are_refused(sd, method):
+    _, prior = sd
+    task = dmap.make_task("sr4", prior.image_shape, generator=seeded(0))
+    reason = dmap.api.unsuited(method, task, prior=prior)
+    assert reason and "latent prior tiny-sd" in reason
+
+
+def test_a_missing_or_malformed_prompt_embedding_is_named(sd, tmp_path):
+    folder, _ = sd
+    with pytest.raises(WeightsError, match="no prompt embedding; make it with `dmap sd-embed"):
+        dmap.load_prior(f"sd={folder}", prompt_embedding=tmp_path / "none.safetensors")
+    save_safetensors(tmp_path / "wide.safetensors", {"embedding": torch.zeros(1, 7, WIDTH + 1)})
+    with pytest.raises(WeightsError, match=r"expected an 'embedding' of shape \[1, L, 32\], got shape \(1, 7, 33\)"):
+        dmap.load_prior(f"sd={folder}", prompt_embedding=tmp_path / "wide.safetensors")
