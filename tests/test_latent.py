@@ -102,3 +102,50 @@ def test_a_missing_or_malformed_prompt_embedding_is_named(sd, tmp_path):
     save_safetensors(tmp_path / "wide.safetensors", {"embedding": torch.zeros(1, 7, WIDTH + 1)})
     with pytest.raises(WeightsError, match=r"expected an 'embedding' of shape \[1, L, 32\], got shape \(1, 7, 33\)"):
         dmap.load_prior(f"sd={folder}", prompt_embedding=tmp_path / "wide.safetensors")
+
+
+def test_a_trained_latent_prior_is_a_diffusers_folder_both_libraries_load(tmp_path):
+    """`dmap train --latent` at a few steps: the folder loads with diffusers'
+    from_pretrained and with dmap.load_prior, and its scaling gives unit-variance latents."""
+    from dmap.data import mnist
+    from dmap.train_latent import train_latent_prior
+
+    data = mnist("train")[0][:32]
+    small = {"ae_config": {"block_out_channels": [16, 16, 16]}, "unet_config": {"block_out_channels": [16, 32]}}
+    out = train_latent_prior(data, tmp_path / "tiny-latent", ae_steps=3, steps=3, batch_size=4, checkpoint_every=2, **small)
+    vae = diffusers.AutoencoderKL.from_pretrained(out / "vae")
+    assert diffusers.UNet2DModel.from_pretrained(out / "unet").config.in_channels == 4
+    prior = dmap.load_prior(str(out))
+    assert isinstance(prior, LatentPrior) and prior.shape == (4, 8, 8) and prior.image_shape == (1, 32, 32)
+    assert prior.scaling_factor == vae.config.scaling_factor
+    with torch.no_grad():
+        assert prior.encode(data).std().item() == pytest.approx(1.0, rel=1e-4)
+    assert (out / "vae.run" / "loss.csv").read_text().count("\n") == 4 and (out / "unet.run" / "checkpoint.pt").exists()
+
+
+def test_sd_embed_stores_the_empty_prompt_embedding_the_prior_reads(tmp_path, capsys):
+    """A tiny CLIP tokenizer and text encoder in the folder: `dmap sd-embed` writes the
+    encoder's last hidden state for the ids [BOS, EOS, EOS, ...] (the empty prompt)."""
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    from dmap.cli import main
+
+    folder = tiny_sd(tmp_path / "sd")
+    (folder / "prompt_embedding.safetensors").unlink()
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "!": 2, "a</w>": 3}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    transformers.CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt")).save_pretrained(folder / "tokenizer")
+    sizes = {"vocab_size": 4, "hidden_size": WIDTH, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
+    config = transformers.CLIPTextConfig(**sizes, max_position_embeddings=77, bos_token_id=0, eos_token_id=1)
+    torch.manual_seed(0)
+    encoder = transformers.CLIPTextModel(config).eval()
+    encoder.save_pretrained(folder / "text_encoder")
+    assert main(["sd-embed", str(folder)]) == 0
+    prior = dmap.load_prior(f"sd={folder}")
+    ids = torch.tensor([[0] + [1] * 76])
+    with torch.no_grad():
+        torch.testing.assert_close(prior.inner.net.embedding, encoder(ids)[0])
+    assert main(["sd-embed", str(tmp_path)]) == 2
+    assert "no tokenizer/" in capsys.readouterr().err

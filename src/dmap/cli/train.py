@@ -35,6 +35,10 @@ def add_parsers(sub) -> None:
         "OUT/checkpoint.pt.",
     )
     t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--latent", action="store_true",
+                   help="a latent prior: an AutoencoderKL (--ae-steps), then a UNet2DModel on its latents (--steps), "
+                   "written as a diffusers folder OUT (vae/, unet/, scheduler/; needs dmap[diffusers])")  # fmt: skip
+    t.add_argument("--ae-steps", type=positive_int, default=4000, help="autoencoder steps of --latent (4000)")
     t.add_argument("--data", help="folder of training images (default: the bundled train digits)")
     t.add_argument("--name", default="prior", help="name of the weights file and of the prior (prior)")
     t.add_argument("--steps", type=int, default=12000, help="optimizer steps (12000)")
@@ -71,6 +75,18 @@ def add_parsers(sub) -> None:
     add_threads(c)
     c.set_defaults(func=cmd_train_cse)
 
+    e = sub.add_parser(
+        "sd-embed",
+        help="store the empty-prompt text embedding of a Stable Diffusion folder (needs transformers)",
+        description="Encode the prompt (default: empty, the paper's setting) with FOLDER's tokenizer/ and "
+        "text_encoder/ as diffusers' Stable Diffusion pipelines do; --prior sd=FOLDER then runs without the text "
+        "encoder.",
+    )
+    e.add_argument("folder", metavar="FOLDER", help="a local Stable Diffusion folder")
+    e.add_argument("--prompt", default="", help="the prompt (empty)")
+    e.add_argument("--out", metavar="FILE", help="where to write it (FOLDER/prompt_embedding.safetensors)")
+    e.set_defaults(func=cmd_sd_embed)
+
     s = sub.add_parser(
         "sample",
         help="draw unconditional samples from a prior into an image grid",
@@ -86,6 +102,20 @@ def add_parsers(sub) -> None:
     add_threads(s)
     add_device(s)
     s.set_defaults(func=cmd_sample)
+
+
+def cmd_sd_embed(args) -> int:
+    from dmap.priors.latent import prompt_embedding
+    from dmap.utils import WeightsError, save_safetensors
+
+    out = Path(args.out) if args.out else Path(args.folder) / "prompt_embedding.safetensors"
+    try:
+        emb = prompt_embedding(args.folder, args.prompt)
+    except (WeightsError, OSError, ValueError) as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    save_safetensors(out, {"embedding": emb}, metadata={"prompt": args.prompt})
+    print(f"wrote {out} (embedding {list(emb.shape)})")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -104,8 +134,16 @@ def cmd_train(args) -> int:
         data = torch.stack(images)
     else:
         data, _ = mnist("train")
-    arch = MNIST_ARCHITECTURE.replace(channels=args.channels, groups=min(8, args.channels))
     OutputFolder.prepare(args.out)
+    if args.latent:
+        try:
+            from dmap.train_latent import train_latent_prior
+        except ImportError:
+            raise UsageError("--latent needs diffusers: pip install 'dmap[diffusers]'") from None
+        return _run_training(train_latent_prior, "train latent prior", data, args.out, steps=args.steps,
+                             total=args.ae_steps + args.steps, ae_steps=args.ae_steps, batch_size=args.batch_size,
+                             lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every)  # fmt: skip
+    arch = MNIST_ARCHITECTURE.replace(channels=args.channels, groups=min(8, args.channels))
     return _run_training(
         train_prior,
         f"train {args.name}",
@@ -121,9 +159,10 @@ def cmd_train(args) -> int:
     )
 
 
-def _run_training(train: Callable[..., Path], desc: str, *args, steps: int, **kwargs) -> int:
-    """Run ``train(*args, steps=steps, progress=..., **kwargs)`` under a progress bar."""
-    bar = progress_bar(steps, desc)
+def _run_training(train: Callable[..., Path], desc: str, *args, steps: int, total: int | None = None, **kwargs) -> int:
+    """Run ``train(*args, steps=steps, progress=..., **kwargs)`` under a progress bar of
+    ``total`` (default ``steps``) steps."""
+    bar = progress_bar(total or steps, desc)
     try:
         weights = train(
             *args,

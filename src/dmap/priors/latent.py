@@ -15,12 +15,15 @@ guidance.  Its text embedding is read from a file (``dmap sd-embed`` makes it wh
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.priors.network import NetworkPrior
+from dmap.utils import WeightsError
 
 
 class PromptUNet(nn.Module):
@@ -92,3 +95,25 @@ class ThroughDecoder(Operator):
     def A(self, z: Tensor) -> Tensor:
         x = self._decode(z)
         return self.operator.A(x.clamp(-1, 1) if self.clamp else x)
+
+
+def prompt_embedding(folder: str | Path, prompt: str = "") -> Tensor:
+    """The text embedding ``[1, L, D]`` of ``prompt`` by the ``tokenizer/`` and
+    ``text_encoder/`` of a Stable Diffusion folder (needs ``transformers``), as diffusers'
+    Stable Diffusion pipelines encode it: ids padded to the tokenizer's maximum length (at most
+    the encoder's positions), the
+    text encoder's last hidden state.  ``dmap sd-embed`` stores it for ``--prior sd=FOLDER``."""
+    try:
+        from transformers import CLIPTextModel, CLIPTokenizer
+    except ImportError:
+        raise WeightsError("dmap sd-embed needs transformers: pip install transformers") from None
+    folder = Path(folder)
+    for part in ("tokenizer", "text_encoder"):
+        if not (folder / part).is_dir():
+            raise WeightsError(f"{folder}: no {part}/ (a Stable Diffusion folder has tokenizer/ and text_encoder/)")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+    encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", local_files_only=True).eval()
+    length = min(tokenizer.model_max_length, encoder.config.max_position_embeddings)  # 77 for Stable Diffusion
+    ids = tokenizer([prompt], padding="max_length", max_length=length, truncation=True, return_tensors="pt")
+    with torch.no_grad():
+        return encoder(ids.input_ids)[0].float()

@@ -1,0 +1,114 @@
+"""Training a latent diffusion prior on small images (``mnist-latent``): a diffusers
+``AutoencoderKL``, then a diffusers ``UNet2DModel`` on its latents, saved as a diffusers
+folder (``vae/``, ``unet/``, ``scheduler/``) that :func:`dmap.load_prior` and diffusers'
+own ``from_pretrained`` read.
+
+1. Autoencoder (Rombach et al. 2022, KL-regularized): ``E(x) -> (mu, sigma)``,
+   ``z = mu + sigma n``, loss ``||D(z) - x||^2 + w_KL KL(N(mu, sigma^2) || N(0, I))``.
+2. Scaling: ``s = 1 / std(mu(x))`` over the training images (the VAE's
+   ``scaling_factor``), so that the diffusion sees latents of unit variance.
+3. Prior: epsilon-MSE on ``z0 = s mu(x)`` with the linear schedule (DDPM), as
+   :func:`dmap.train.train_prior`.
+
+Both stages use the resumable loop of :mod:`dmap.train` (checkpoints and loss logs in
+``OUT/vae.run`` and ``OUT/unet.run``; EMA weights are saved).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dmap.priors.diffusers import DiffusersUNet
+from dmap.schedule import Schedule
+from dmap.train import _fit, _noised
+from dmap.utils import seeded_init, short_sha256, write_json_atomic
+
+# 32 x 32 x 1 digits -> 4 x 8 x 8 latents (three blocks: two 2x downsamplings)
+AE_CONFIG = {
+    "in_channels": 1,
+    "out_channels": 1,
+    "down_block_types": ["DownEncoderBlock2D"] * 3,
+    "up_block_types": ["UpDecoderBlock2D"] * 3,
+    "block_out_channels": [32, 64, 64],
+    "latent_channels": 4,
+    "layers_per_block": 1,
+    "norm_num_groups": 16,
+    "sample_size": 32,
+}
+UNET_CONFIG = {
+    "sample_size": 8,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": [48, 96],
+    "layers_per_block": 2,
+    "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
+    "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+    "norm_num_groups": 16,
+}
+KL_WEIGHT = 1e-6
+
+
+def train_latent_prior(
+    data: Tensor,
+    out: str | Path,
+    *,
+    ae_steps: int = 4000,
+    steps: int = 20000,
+    batch_size: int = 64,
+    lr: float = 2e-4,
+    seed: int = 0,
+    checkpoint_every: int = 500,
+    ae_config: dict | None = None,
+    unet_config: dict | None = None,
+    progress: Callable[[int, float], None] | None = None,
+) -> Path:
+    """Train the autoencoder (``ae_steps``) and the latent prior (``steps``) on ``data
+    [N, C, H, W]`` in [-1, 1]; writes the diffusers folder ``out`` (plus ``out/dmap.json``:
+    data hash, steps, scaling factor) and returns it.  ``progress(step, loss)`` counts the
+    steps of both stages (the prior's from ``ae_steps + 1``)."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
+
+    out = Path(out)
+    ae_config = {**AE_CONFIG, **(ae_config or {}), "in_channels": data.shape[1], "out_channels": data.shape[1]}
+    unet_config = {**UNET_CONFIG, **(unet_config or {})}
+    data_id = {"n": len(data), "sha256_16": short_sha256(data)}
+    training = {"batch_size": batch_size, "lr": lr, "seed": seed}
+    stage = (lambda offset: lambda step, loss: progress(offset + step, loss)) if progress else (lambda offset: None)
+
+    def ae_loss(vae: torch.nn.Module, gen: torch.Generator) -> Tensor:
+        x = data[torch.randint(len(data), (batch_size,), generator=gen)]
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        return ((vae.decode(z).sample - x) ** 2).mean() + KL_WEIGHT * post.kl().mean()
+
+    vae = _fit(seeded_init(seed, lambda: AutoencoderKL(**ae_config)), ae_loss, out / "vae.run",
+               {"autoencoder": ae_config, "data": data_id, "training": training, "kl_weight": KL_WEIGHT},
+               steps=ae_steps, lr=lr, warmup=200, ema_decay=0.999, seed=seed, checkpoint_every=checkpoint_every,
+               progress=stage(0))  # fmt: skip
+    with torch.no_grad():
+        mu = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in data.split(256)])
+    scaling = float(1 / mu.std())
+    vae.register_to_config(scaling_factor=scaling)
+    latents = mu * scaling
+    schedule = Schedule.linear()
+
+    def prior_loss(net: torch.nn.Module, gen: torch.Generator) -> Tensor:
+        _, t, noise, z_t = _noised(latents, schedule, batch_size, gen)
+        return ((net(z_t, t) - noise) ** 2).mean()
+
+    net = _fit(seeded_init(seed, lambda: DiffusersUNet(UNet2DModel(**unet_config))), prior_loss, out / "unet.run",
+               {"unet": unet_config, "latents": short_sha256(latents), "training": training}, steps=steps, lr=lr,
+               warmup=200, ema_decay=0.999, seed=seed, checkpoint_every=checkpoint_every, progress=stage(ae_steps))  # fmt: skip
+    vae.save_pretrained(out / "vae")
+    net.unet.save_pretrained(out / "unet")
+    c = schedule.config
+    DDPMScheduler(num_train_timesteps=c.T, beta_schedule="linear", beta_start=c.beta_start, beta_end=c.beta_end).save_pretrained(
+        out / "scheduler"
+    )
+    write_json_atomic(out / "dmap.json", {"data": data_id, "training": {**training, "ae_steps": ae_steps, "steps": steps},
+                                          "kl_weight": KL_WEIGHT, "scaling_factor": scaling})  # fmt: skip
+    return out
