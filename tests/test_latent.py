@@ -87,8 +87,8 @@ def test_the_likelihood_gradient_reaches_z_through_the_decoder(sd, tmp_path):
     assert not torch.allclose(grad(other), g)
 
 
-@pytest.mark.parametrize("method", ["ddrm", "pigdm", "diffpir", "dps+cse"])
-def test_methods_that_need_a_linear_operator_or_a_pixel_prior_are_refused(sd, method):
+@pytest.mark.parametrize("method", ["ddrm", "pigdm", "diffpir"])
+def test_methods_that_need_a_linear_operator_are_refused(sd, method):
     _, prior = sd
     task = dmap.make_task("sr4", prior.image_shape, generator=seeded(0))
     reason = dmap.api.unsuited(method, task, prior=prior)
@@ -149,3 +149,50 @@ def test_sd_embed_stores_the_empty_prompt_embedding_the_prior_reads(tmp_path, ca
         torch.testing.assert_close(prior.inner.net.embedding, encoder(ids)[0])
     assert main(["sd-embed", str(tmp_path)]) == 2
     assert "no tokenizer/" in capsys.readouterr().err
+
+
+def test_control_image_is_the_regularized_back_projection():
+    from dmap.cse.controlnet import control_image
+
+    task = dmap.make_task("sr4", (1, 8, 8), generator=seeded(0))
+    y = torch.randn(2, *task.operator.y_shape, generator=seeded(1), dtype=torch.float64)
+    A = task.operator.matrix().double()
+    expected = (A.T @ torch.linalg.solve(A @ A.T + 0.1**2 * torch.eye(len(A), dtype=A.dtype), y.reshape(2, -1).T)).T
+    torch.testing.assert_close(control_image(task.operator, y, 0.1).reshape(2, -1), expected)
+
+
+def test_a_fresh_controlnet_leaves_eps_unchanged_exactly(sd):
+    from dmap.cse import AdapterMeta
+    from dmap.cse.controlnet import ControlNetCSE, new_controlnet
+
+    _, prior = sd
+    cse = ControlNetCSE(prior, new_controlnet(prior), AdapterMeta("sr4", prior.name, prior.fingerprint(), 0.05))
+    z = torch.randn(2, *prior.shape, generator=seeded(5))
+    cond = torch.randn(2, *prior.image_shape, generator=seeded(6))
+    with torch.no_grad():
+        assert torch.equal(cse.eps(z, 400, cond), prior.eps(z, 400))
+
+
+def test_a_controlnet_estimator_trains_saves_loads_and_runs(sd, tmp_path):
+    """train-cse on the latent prior writes a diffusers ControlNet folder; loaded back it
+    gives the same eps, refuses another noise level, and dps+cse / dmap+cse run with it."""
+    from dmap.cse import load_cse
+    from dmap.train import train_cse
+
+    _, prior = sd
+    data = torch.rand(8, *prior.image_shape, generator=seeded(7)) * 2 - 1
+    out = train_cse(prior, "sr4", data, list(range(8)), tmp_path / "cn", steps=2, batch_size=2, checkpoint_every=1)
+    assert (out / "config.json").is_file() and diffusers.ControlNetModel.from_pretrained(out).config.conditioning_channels == 3
+    cse = load_cse(prior, out, "sr4", 0.05)
+    with pytest.raises(ValueError, match="trained at sigma_y = 0.05, not 0"):
+        load_cse(prior, out, "sr4", 0.0)
+    task = dmap.make_task("sr4", prior.image_shape, sigma_y=0.05, generator=seeded(0))
+    y = task.simulate(data[:2], generator=sample_generators(2, 2))
+    z = torch.randn(2, *prior.shape, generator=seeded(8))
+    with torch.no_grad():
+        cond = cse.condition(task.operator, y)
+        assert not torch.equal(cse.eps(z, 300, cond), prior.eps(z, 300))  # trained: no longer the prior
+    for method in ("dps+cse", "dmap+cse"):
+        options = dmap.resolve_options(method, prior.name, "sr4", steps=3, step_size=0.01)  # random weights: small steps
+        x = dmap.api.run_method(method, prior, task, y, options, generator=sample_generators(3, 2), cse=cse)
+        assert x.shape == (2, *prior.image_shape) and torch.isfinite(x).all()

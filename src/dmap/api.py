@@ -31,9 +31,8 @@ def unsuited(method: str, task: Task, options: Options | None = None, prior: Pri
         except ValueError as e:
             return f"{method}: {e} (the prior's schedule has {prior.schedule.T} steps)"
     m = get_method(method)
-    if prior is not None and prior.latent and (m.linear_only or m.uses_cse):
-        need = "a linear operator" if m.linear_only else "a pixel prior (its estimator conditions pixels)"
-        return f"{method} needs {need}; on the latent prior {prior.name} the likelihood goes through the decoder"
+    if prior is not None and prior.latent and m.linear_only and not m.uses_cse:  # the estimator conditions on y itself
+        return f"{method} needs a linear operator; on the latent prior {prior.name} the likelihood goes through the decoder"
     if m.linear_only and not task.operator.linear:
         return f"{method} needs a linear task; {task.name} is not"
     if m.needs_svd and not isinstance(task.operator, SVDOperator):

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from dmap.operators.tasks import DEFAULT_SIGMA_Y, make_task
-from dmap.priors.network import NetworkPrior
+from dmap.priors.base import Prior
 from dmap.priors.unet import PriorConfig, UNet, UNetConfig
 from dmap.schedule import Schedule
 from dmap.utils import atomic_path, frozen, save_safetensors, seeded_init, short_sha256, write_json_atomic
@@ -179,7 +179,7 @@ def train_prior(
 
 
 def train_cse(
-    prior: NetworkPrior,
+    prior: Prior,
     task: str,
     data: Tensor,
     indices: list[int],
@@ -200,18 +200,22 @@ def train_cse(
     ``E ||eps - eps_theta(x_t, t, c(A, y))||^2`` with ``y = A(x0) + sigma_y n``, a fresh
     mask / kernel / permutation (drawn like ``make_task``), noise and timestep every
     batch; only the adapter is trained.  Writes the adapter to ``out`` (``.safetensors``)
-    and its description beside it (``.json``); checkpoints and the loss log go to the
+    and its description beside it (``.json``); on a latent prior with a
+    ``UNet2DConditionModel`` the estimator is a ControlNet on the latents ``E(x0)``
+    (:mod:`dmap.cse.controlnet`), saved in the folder ``out``.  Checkpoints and the loss log go to the
     folder ``<out>.run`` and a rerun resumes from them, as in :func:`train_prior`.
     Returns ``out``."""
     from dmap.cse import CSE, AdapterMeta, adapter_for, condition
+    from dmap.cse.controlnet import ControlNetCSE, control_image, controllable, new_controlnet
 
     if len(indices) != len(data):
         raise ValueError(f"{len(indices)} indices for {len(data)} images")
     out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"{out}: the adapter file must end in .safetensors")
+    latent = controllable(prior)
+    if latent == (out.suffix == ".safetensors"):
+        raise ValueError(f"{out}: the estimator of a latent prior is a folder, the adapter of a pixel prior a .safetensors file")
     schedule = prior.schedule
-    make_task(task, prior.shape, sigma_y=sigma_y)  # validates the task name before any work
+    make_task(task, prior.image_shape, sigma_y=sigma_y)  # validates the task name before any work
     meta = AdapterMeta(
         task,
         prior.name,
@@ -221,16 +225,29 @@ def train_cse(
         {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed},
     )
 
-    def batch_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
+    def pixel_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
         x0, t, noise, x_t = _noised(data, schedule, batch_size, gen)
         sim = make_task(task, prior.shape, sigma_y=sigma_y, generator=gen)
         cond = condition(sim.operator, sim.simulate(x0, gen))
         return ((prior.net(x_t, t, adapter(x_t, t, cond)) - noise) ** 2).mean()
 
+    def latent_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
+        """The pairs ``(z0 = E(x0), y = A(x0) + n)``: control image from ``y``, loss on latents."""
+        idx = torch.randint(len(data), (batch_size,), generator=gen)
+        t = torch.randint(schedule.T, (batch_size,), generator=gen)
+        noise = torch.randn((batch_size, *prior.shape), generator=gen)
+        sim = make_task(task, prior.image_shape, sigma_y=sigma_y, generator=gen)
+        cond = control_image(sim.operator, sim.simulate(data[idx], gen), sigma_y)
+        z_t = schedule.q_sample(codes[idx], t, noise)
+        return ((ControlNetCSE(prior, adapter, meta).eps(z_t, t, cond) - noise) ** 2).mean()
+
+    if latent:
+        with torch.no_grad():
+            codes = torch.cat([prior.encode(chunk) for chunk in data.split(64)])
     with frozen(prior):  # only the adapter learns; the caller's prior is left as it was
         ema = _fit(
-            seeded_init(seed, lambda: adapter_for(prior)),
-            batch_loss,
+            seeded_init(seed, lambda: new_controlnet(prior) if latent else adapter_for(prior)),
+            latent_loss if latent else pixel_loss,
             out.with_suffix(".run"),
             meta.to_dict(),
             steps=steps,
@@ -241,4 +258,4 @@ def train_cse(
             checkpoint_every=checkpoint_every,
             progress=progress,
         )
-    return CSE(prior, ema, meta.replace(training={**meta.training, "steps": steps})).save(out)
+    return (ControlNetCSE if latent else CSE)(prior, ema, meta.replace(training={**meta.training, "steps": steps})).save(out)

@@ -55,12 +55,15 @@ def add_parsers(sub) -> None:
         help="train a conditional score estimator (adapter) for a prior and a task",
         description="Train a ControlNet-style adapter on the frozen prior network from --images train "
         "digits evenly spaced over the train split (their indices are recorded in FILE's .json): "
-        "epsilon-MSE on pairs (x, y = A(x) + n) with fresh noise, timestep and mask each batch. "
-        "Resumable: checkpoints go to FILE without its suffix plus .run/.",
+        "epsilon-MSE on pairs (x, y = A(x) + n) with fresh noise, timestep and mask each batch. On a latent "
+        "prior with a UNet2DConditionModel (Stable Diffusion) it is a diffusers ControlNet on the latents, "
+        "its control image A^T (A A^T + sigma_y^2 I)^-1 y, saved in the folder PATH. "
+        "Resumable: checkpoints go to PATH without its suffix plus .run/.",
     )
     add_prior(c)
     c.add_argument("--task", required=True, help="a linear task, e.g. sr4, inpaint-box (see dmap list)")
-    c.add_argument("--images", type=int, default=100, help="training digits (100, the paper's setting)")
+    c.add_argument("--images", type=int, default=100, help="training images (100, the paper's setting)")
+    c.add_argument("--data", metavar="FOLDER", help="train on --images images of this folder (default: train digits)")
     c.add_argument("--steps", type=int, default=1500, help="optimizer steps (1500)")
     c.add_argument("--batch-size", type=int, default=64, help="batch size (64)")
     c.add_argument("--lr", type=finite, default=2e-4, help="Adam learning rate (2e-4)")
@@ -71,7 +74,8 @@ def add_parsers(sub) -> None:
         help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y}); the adapter serves only this level",
     )
     c.add_argument("--seed", type=int, default=0, help="seed of init, batches, masks and noise (0)")
-    c.add_argument("--out", required=True, metavar="FILE", help="adapter to write (.safetensors)")
+    c.add_argument("--out", required=True, metavar="PATH",
+                   help="adapter to write: FILE.safetensors (pixel prior) or a FOLDER (ControlNet of a latent prior)")  # fmt: skip
     add_threads(c)
     c.set_defaults(func=cmd_train_cse)
 
@@ -180,40 +184,38 @@ def _run_training(train: Callable[..., Path], desc: str, *args, steps: int, tota
 
 def cmd_train_cse(args) -> int:
     from dmap.cse import check_adaptable
+    from dmap.cse.controlnet import controllable
+    from dmap.data import folder_spread
     from dmap.train import train_cse
 
     check_names(args.prior, args.task)
     if args.images < 1 or args.steps < 1 or args.batch_size < 1 or args.lr <= 0 or args.sigma_y < 0:
         raise UsageError("--images, --steps, --batch-size must be >= 1, --lr > 0, --sigma-y >= 0")
     out = Path(args.out)
-    if out.suffix != ".safetensors" or out.is_dir():
-        raise UsageError(f"--out {out}: give a file path ending in .safetensors")
-    train, _ = mnist("train")
-    if args.images > len(train):
-        raise UsageError(f"--images {args.images}: the train split has {len(train)} digits")
-    prior = load_prior_or_usage(args.prior)
+    if not args.data and args.images > len(mnist("train")[0]):
+        raise UsageError(f"--images {args.images}: the train split has {len(mnist('train')[0])} digits")
+    prior = load_prior_or_usage(args.prior, args)
     try:
         check_adaptable(prior)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if not dmap.make_task(args.task, prior.shape).operator.linear:
+    latent = controllable(prior)
+    if latent and (out.suffix or out.is_file()):
+        raise UsageError(f"--out {out}: the estimator of a latent prior (a ControlNet) is a folder; give a folder path")
+    if not latent and (out.suffix != ".safetensors" or out.is_dir()):
+        raise UsageError(f"--out {out}: give a file path ending in .safetensors")
+    if not dmap.make_task(args.task, prior.image_shape).operator.linear:
         raise UsageError(f"the conditional score estimator needs a linear task; {args.task} is not")
-    data, ids = mnist_spread(args.images, "train")
+    try:
+        data, ids = folder_spread(args.data, args.images)[:2] if args.data else mnist_spread(args.images, "train")
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    if tuple(data.shape[1:]) != tuple(prior.image_shape):
+        raise UsageError(f"the images are {tuple(data.shape[1:])}, prior {args.prior} expects {prior.image_shape}")
     OutputFolder.prepare(out.parent)
-    return _run_training(
-        train_cse,
-        f"train-cse {args.task}",
-        prior,
-        args.task,
-        data,
-        ids.tolist(),
-        out,
-        sigma_y=args.sigma_y,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-    )
+    return _run_training(train_cse, f"train-cse {args.task}", prior, args.task, data, ids.tolist(), out,
+                         sigma_y=args.sigma_y, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         seed=args.seed)  # fmt: skip
 
 
 def cmd_sample(args) -> int:

@@ -155,11 +155,16 @@ class ConditionedPrior(Prior):
 
 def check_adaptable(prior: Prior) -> None:
     """``ValueError`` unless ``prior`` runs the library's own :class:`UNet` (the adapter
-    copies its contracting path)."""
+    copies its contracting path) or is a latent prior with a ``UNet2DConditionModel`` (a
+    ControlNet, :mod:`dmap.cse.controlnet`)."""
+    from dmap.cse.controlnet import controllable
+
+    if controllable(prior):
+        return
     if not (isinstance(prior, NetworkPrior) and isinstance(prior.net, UNet)):
         raise ValueError(
             f"prior {prior.name!r} has no dmap UNet to adapt; the conditional score estimator needs "
-            "the shipped mnist prior or one trained with dmap train"
+            "the shipped mnist prior, one trained with dmap train, or a latent prior with a UNet2DConditionModel"
         )
 
 
@@ -172,8 +177,14 @@ def load_cse(prior: Prior, path: str | Path, task: str | None = None, sigma_y: f
     """Load the adapter at ``path`` (``.safetensors`` with its ``.json``) onto ``prior``;
     checks that it was trained on this prior (and for ``task`` and ``sigma_y`` when given).
     Raises :class:`WeightsError` on an unreadable file, ``ValueError`` on a mismatch."""
+    from dmap.cse.controlnet import controllable, load_controlnet_cse
+
     check_adaptable(prior)
     path = Path(path)
+    if controllable(prior):
+        cse = load_controlnet_cse(prior, path)
+        cse.check(prior, task or cse.task, sigma_y)
+        return cse.requires_grad_(False)
     state = load_safetensors(path, "adapter weights file")
     desc = path.with_suffix(".json")
     try:

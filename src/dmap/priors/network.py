@@ -41,10 +41,15 @@ class NetworkPrior(Prior):
         self.dtype = dtype
 
     def eps(self, x_t: Tensor, t: Tensor | int) -> Tensor:
+        return self.run(lambda x, t: self.net(x, t), x_t, t)
+
+    def run(self, net, x_t: Tensor, t: Tensor | int) -> Tensor:
+        """``eps`` from ``net(x, t)`` (this prior's network, or one with extra inputs such as a
+        ControlNet's residuals), run under autocast and converted from the prediction type."""
         t = torch.as_tensor(t, dtype=torch.int64, device=x_t.device).reshape(-1).expand(x_t.shape[0])
         x = x_t.float()
         with torch.autocast(x.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            out = self.net(x, t)
+            out = net(x, t)
         out = out[:, : self.shape[0]].float()
         if self.prediction == "sample":
             out = self.schedule.x0_to_eps(x, out, t)
