@@ -293,7 +293,8 @@ def test_an_image_that_diverges_is_recorded_and_the_rest_of_its_batch_kept(tmp_p
 
 def test_refresh_solves_again_only_the_cells_whose_settings_changed(reference, tmp_path):
     """A preset file with another DPS step size on sr4 and a new method: --refresh solves
-    dps on sr4 again and dsg anew, and keeps every other row as it was."""
+    dps on sr4 again and dsg anew, keeps every other row as it was, and records which
+    cells an older dmap solved."""
     import dataclasses
     import shutil
 
@@ -302,6 +303,8 @@ def test_refresh_solves_again_only_the_cells_whose_settings_changed(reference, t
     src, _ = reference
     out = tmp_path / "bench"
     shutil.copytree(src, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "versions": {**manifest["versions"], "dmap": "0.0.1"}}))
     presets = tmp_path / "presets.json"
     write_preset(presets, "gmm-mnist", "sr4", "dps", resolve_options("dps", "gmm-mnist", "sr4", step_size=0.05), "test")
     config = dataclasses.replace(CONFIG, methods=(*CONFIG.methods, "dsg"), presets=str(presets))
@@ -314,5 +317,8 @@ def test_refresh_solves_again_only_the_cells_whose_settings_changed(reference, t
         task, method = key[:2]
         changed = (task, method) == ("sr4", "dps")
         assert (new[key]["output_sha"] != row["output_sha"]) == changed, key
+    (history,) = json.loads((out / "manifest.json").read_text())["history"]  # who solved the kept cells
+    assert history["versions"]["dmap"] == "0.0.1" and len(history["cells"]) == 6 and "sr4 dps @12" not in history["cells"]
+    assert run_bench(config, out, show_progress=False)  # a plain rerun resumes it
     with pytest.raises(BenchError, match=r"other image_ids, config.images; --refresh renews cells only"):
         run_bench(dataclasses.replace(config, images=4), out, show_progress=False, refresh=True)

@@ -106,7 +106,8 @@ def test_a_missing_or_malformed_prompt_embedding_is_named(sd, tmp_path):
 
 def test_a_trained_latent_prior_is_a_diffusers_folder_both_libraries_load(tmp_path):
     """`dmap train --latent` at a few steps: the folder loads with diffusers'
-    from_pretrained and with dmap.load_prior, and its scaling gives unit-variance latents."""
+    from_pretrained and with dmap.load_prior, its scaling gives unit-variance latents, and a
+    ControlNet estimator can be built on it (as on Stable Diffusion)."""
     from dmap.data import mnist
     from dmap.train_latent import train_latent_prior
 
@@ -114,13 +115,16 @@ def test_a_trained_latent_prior_is_a_diffusers_folder_both_libraries_load(tmp_pa
     small = {"ae_config": {"block_out_channels": [16, 16, 16]}, "unet_config": {"block_out_channels": [16, 32]}}
     out = train_latent_prior(data, tmp_path / "tiny-latent", ae_steps=3, steps=3, batch_size=4, checkpoint_every=2, **small)
     vae = diffusers.AutoencoderKL.from_pretrained(out / "vae")
-    assert diffusers.UNet2DModel.from_pretrained(out / "unet").config.in_channels == 4
+    assert diffusers.UNet2DConditionModel.from_pretrained(out / "unet").config.in_channels == 4
     prior = dmap.load_prior(str(out))
     assert isinstance(prior, LatentPrior) and prior.shape == (4, 8, 8) and prior.image_shape == (1, 32, 32)
     assert prior.scaling_factor == vae.config.scaling_factor
     with torch.no_grad():
         assert prior.encode(data).std().item() == pytest.approx(1.0, rel=1e-4)
     assert (out / "vae.run" / "loss.csv").read_text().count("\n") == 4 and (out / "unet.run" / "checkpoint.pt").exists()
+    from dmap.cse.controlnet import controllable, new_controlnet
+
+    assert controllable(prior) and new_controlnet(prior).config.conditioning_embedding_out_channels == (16, 32, 96)
 
 
 def test_sd_embed_stores_the_empty_prompt_embedding_the_prior_reads(tmp_path, capsys):

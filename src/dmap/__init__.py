@@ -3,7 +3,7 @@
 The stable API::
 
     prior = dmap.load_prior("mnist")
-    task = dmap.make_task("sr4", prior.shape, sigma_y=0.05, generator=g)
+    task = dmap.make_task("sr4", prior.image_shape, sigma_y=0.05, generator=g)
     y = task.simulate(x, generator=g)
     x0 = dmap.solve("dmap", prior, task, y, generator=g)
 """

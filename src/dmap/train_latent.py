@@ -1,7 +1,9 @@
 """Training a latent diffusion prior on small images (``mnist-latent``): a diffusers
-``AutoencoderKL``, then a diffusers ``UNet2DModel`` on its latents, saved as a diffusers
-folder (``vae/``, ``unet/``, ``scheduler/``) that :func:`dmap.load_prior` and diffusers'
-own ``from_pretrained`` read.
+``AutoencoderKL``, then a diffusers ``UNet2DConditionModel`` on its latents with one fixed
+empty condition (a zero embedding, ``prompt_embedding.safetensors``: the layout of Stable
+Diffusion run with the empty prompt, so that ``ControlNetModel.from_unet`` builds its
+estimator as for Stable Diffusion), saved as a diffusers folder (``vae/``, ``unet/``,
+``scheduler/``) that :func:`dmap.load_prior` and diffusers' own ``from_pretrained`` read.
 
 1. Autoencoder (Rombach et al. 2022, KL-regularized): ``E(x) -> (mu, sigma)``,
    ``z = mu + sigma n``, loss ``||D(z) - x||^2 + w_KL KL(N(mu, sigma^2) || N(0, I))``.
@@ -22,10 +24,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dmap.priors.diffusers import DiffusersUNet
+from dmap.priors.latent import PromptUNet
 from dmap.schedule import Schedule
 from dmap.train import _fit, _noised
-from dmap.utils import seeded_init, short_sha256, write_json_atomic
+from dmap.utils import save_safetensors, seeded_init, short_sha256, write_json_atomic
 
 # 32 x 32 x 1 digits -> 4 x 8 x 8 latents (three blocks: two 2x downsamplings)
 AE_CONFIG = {
@@ -45,8 +47,10 @@ UNET_CONFIG = {
     "out_channels": 4,
     "block_out_channels": [48, 96],
     "layers_per_block": 2,
-    "down_block_types": ["DownBlock2D", "AttnDownBlock2D"],
-    "up_block_types": ["AttnUpBlock2D", "UpBlock2D"],
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+    "cross_attention_dim": 32,
+    "attention_head_dim": 8,
     "norm_num_groups": 16,
 }
 KL_WEIGHT = 1e-6
@@ -70,7 +74,7 @@ def train_latent_prior(
     [N, C, H, W]`` in [-1, 1]; writes the diffusers folder ``out`` (plus ``out/dmap.json``:
     data hash, steps, scaling factor) and returns it.  ``progress(step, loss)`` counts the
     steps of both stages (the prior's from ``ae_steps + 1``)."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DModel
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
     out = Path(out)
     ae_config = {**AE_CONFIG, **(ae_config or {}), "in_channels": data.shape[1], "out_channels": data.shape[1]}
@@ -100,11 +104,13 @@ def train_latent_prior(
         _, t, noise, z_t = _noised(latents, schedule, batch_size, gen)
         return ((net(z_t, t) - noise) ** 2).mean()
 
-    net = _fit(seeded_init(seed, lambda: DiffusersUNet(UNet2DModel(**unet_config))), prior_loss, out / "unet.run",
+    empty = torch.zeros(1, 1, unet_config["cross_attention_dim"])
+    net = _fit(seeded_init(seed, lambda: PromptUNet(UNet2DConditionModel(**unet_config), empty)), prior_loss, out / "unet.run",
                {"unet": unet_config, "latents": short_sha256(latents), "training": training}, steps=steps, lr=lr,
                warmup=200, ema_decay=0.999, seed=seed, checkpoint_every=checkpoint_every, progress=stage(ae_steps))  # fmt: skip
     vae.save_pretrained(out / "vae")
     net.unet.save_pretrained(out / "unet")
+    save_safetensors(out / "prompt_embedding.safetensors", {"embedding": empty}, metadata={"prompt": "(none: a zero embedding)"})
     c = schedule.config
     DDPMScheduler(num_train_timesteps=c.T, beta_schedule="linear", beta_start=c.beta_start, beta_end=c.beta_end).save_pretrained(
         out / "scheduler"

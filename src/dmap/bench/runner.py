@@ -146,6 +146,7 @@ class Bench:
         path = self.out / MANIFEST
         if path.exists():
             old = json.loads(path.read_text())
+            old.pop("history", None)  # kept by --refresh: the versions that solved earlier cells
             mine = json.loads(json.dumps(self.manifest))
             if old != mine:
                 diff = sorted(k for k in set(old) | set(mine) if old.get(k) != mine.get(k))
@@ -160,20 +161,24 @@ class Bench:
         """Make the folder's benchmark this one when only its cells differ (tasks, methods,
         budgets, or their settings after retuned presets, a preset file, new adapters): the rows of cells
         that are gone or whose settings changed are dropped, to be solved again, and the
-        manifest is rewritten.  Returns those cells; refuses other differences (images,
-        seeds, noise, prior, versions)."""
+        manifest is rewritten (with ``history``: the versions of dmap, torch and python
+        that solved the kept cells, when they differ from these).  Returns the cells
+        dropped; refuses other differences (images, seeds, noise, prior)."""
         old = json.loads((self.out / MANIFEST).read_text())
         mine = json.loads(json.dumps(self.manifest))
         fixed = {k: v for k, v in mine["config"].items() if k not in ("tasks", "methods", "nfe", "presets")}
-        differ = [k for k in mine if k not in ("config", "cells") and old.get(k) != mine[k]]
+        differ = [k for k in mine if k not in ("config", "cells", "versions") and old.get(k) != mine[k]]
         differ += [f"config.{k}" for k, v in fixed.items() if old["config"].get(k) != v]
         if differ:
             raise BenchError(f"{self.out} holds a benchmark with other {', '.join(differ)}; --refresh renews cells only")
         cell_key = lambda c: (c["task"], c["method"], c["nfe_budget"])  # noqa: E731
         kept = {cell_key(c) for c in mine["cells"] if c in old["cells"]}
         stale = sorted({cell_key(c) for c in old["cells"]} - kept)
+        history = old.get("history", [])
+        if old["versions"] != mine["versions"] and kept:  # which cells older versions solved
+            history = [*history, {"versions": old["versions"], "cells": [f"{t} {m} @{n}" for t, m, n in sorted(kept)]}]
         write_store(self.out, [r for r in read_store(self.out) if cell_key(r) in kept])
-        write_json_atomic(self.out / MANIFEST, mine)
+        write_json_atomic(self.out / MANIFEST, {**mine, **({"history": history} if history else {})})
         return [f"{t} {m} @{n}" for t, m, n in stale]
 
     # --- the pieces of a unit -----------------------------------------------------

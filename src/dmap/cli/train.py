@@ -36,7 +36,7 @@ def add_parsers(sub) -> None:
     )
     t.add_argument("--out", required=True, help="output folder")
     t.add_argument("--latent", action="store_true",
-                   help="a latent prior: an AutoencoderKL (--ae-steps), then a UNet2DModel on its latents (--steps), "
+                   help="a latent prior: an AutoencoderKL (--ae-steps), then a UNet2DConditionModel on its latents (--steps), "
                    "written as a diffusers folder OUT (vae/, unet/, scheduler/; needs dmap[diffusers])")  # fmt: skip
     t.add_argument("--ae-steps", type=positive_int, default=4000, help="autoencoder steps of --latent (4000)")
     t.add_argument("--data", help="folder of training images (default: the bundled train digits)")
