@@ -113,11 +113,14 @@ def prior_form(spec: str) -> str:
 
 
 def load_prior(name: str = DEFAULT_PRIOR, *, device: str | torch.device | None = None,
-               dtype: str | torch.dtype | None = None, prompt_embedding: str | Path | None = None) -> Prior:  # fmt: skip
+               dtype: str | torch.dtype | None = None, prompt_embedding: str | Path | None = None,
+               gradient_checkpointing: bool = False) -> Prior:  # fmt: skip
     """The prior named ``name`` (a shipped name or one of :data:`PRIOR_FORMS`), in eval
     mode on ``device``; ``dtype`` (float32, bfloat16, float16) is the precision the
     network runs in under autocast (the solvers' arithmetic stays float32);
-    ``prompt_embedding``: the empty-prompt embedding file of a Stable Diffusion folder."""
+    ``prompt_embedding``: the empty-prompt embedding file of a Stable Diffusion folder;
+    ``gradient_checkpointing``: recompute the activations of its diffusers networks in the
+    backward pass (less memory for the likelihood gradient, about a forward pass more)."""
     from dmap.priors.adm import load_adm_prior, read_flags
     from dmap.priors.diffusers import load_diffusers_prior
     from dmap.priors.network import parse_dtype
@@ -141,6 +144,12 @@ def load_prior(name: str = DEFAULT_PRIOR, *, device: str | torch.device | None =
         prior = load_adm_prior(path, read_flags(flags) if head == "adm" else head, name=label, dtype=dt)
     if isinstance(prior, NetworkPrior):
         prior.dtype = dt
+    if gradient_checkpointing:
+        nets = [m for m in prior.modules() if getattr(m, "_supports_gradient_checkpointing", False)]
+        if not nets:
+            raise ValueError(f"prior {name}: gradient checkpointing needs a diffusers network (a diffusers or sd= folder)")
+        for net in nets:
+            net.enable_gradient_checkpointing()
     return prior.to(device or "cpu").eval()
 
 

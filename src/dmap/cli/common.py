@@ -119,7 +119,10 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 def add_prior(parser: argparse.ArgumentParser, default: str = DEFAULT_PRIOR, embedding: bool = True) -> None:
     """``--prior`` and (``embedding``) ``--prompt-embedding``."""
     parser.add_argument("--prior", default=default, help=PRIOR_HELP.replace(f"default {DEFAULT_PRIOR}", f"default {default}"))
-    if embedding:
+    if embedding:  # (bench records its prior in its manifest: there the folder's own embedding file serves)
+        parser.add_argument("--grad-checkpointing", action="store_true",
+                            help="recompute a diffusers network's activations in the backward pass: less memory "
+                            "for the likelihood gradient (latent priors at 512 px), about one forward pass more")  # fmt: skip
         parser.add_argument("--prompt-embedding", metavar="FILE",
                             help="empty-prompt embedding of --prior sd=FOLDER (FOLDER/prompt_embedding.safetensors)")  # fmt: skip
 
@@ -185,7 +188,8 @@ def load_prior_or_usage(name: str, args: argparse.Namespace | None = None):
     """The prior ``name`` on ``args.device`` with ``args.dtype`` (when the command has them)."""
     device, dtype = getattr(args, "device", None), getattr(args, "dtype", None)
     try:
-        return dmap.load_prior(name, device=device, dtype=dtype, prompt_embedding=getattr(args, "prompt_embedding", None))
+        return dmap.load_prior(name, device=device, dtype=dtype, prompt_embedding=getattr(args, "prompt_embedding", None),
+                               gradient_checkpointing=getattr(args, "grad_checkpointing", False))  # fmt: skip
     except (WeightsError, ValueError) as e:
         raise UsageError(str(e)) from None
     except RuntimeError as e:  # e.g. an unavailable device
