@@ -26,11 +26,16 @@ from common import PAPER_TASKS, ROOT
 
 ASSETS = ROOT / "src" / "dmap" / "assets" / "cse"
 SIGMA = 0.05
+# the input of each: A^+ y (pinv, the first adapters) or the regularized back-projection
+# (deblur-aniso at sigma_y = 0.05, where |A^+ y| reached 2e4 and broke the first adapter)
+COND = {t: "regularized" if t == "deblur-aniso" else "pinv" for t in PAPER_TASKS}
 JOBS = {
-    "shipped": [(t, 100, 1500, SIGMA, ASSETS / f"mnist-{t}.safetensors") for t in PAPER_TASKS],
-    "noiseless": [(t, 100, 1500, 0.0, ASSETS / f"mnist-{t}-sigma0.safetensors") for t in PAPER_TASKS],
-    "reference": [(t, 9001, 3000, SIGMA, ASSETS / "reference" / f"mnist-{t}.safetensors") for t in ("sr4", "inpaint-box")],
-    "ablation": [("sr4", n, 1500, SIGMA, ROOT / "runs" / "cse-ablation" / f"mnist-sr4-{n}.safetensors") for n in (10, 1000)],
+    "shipped": [(t, 100, 1500, SIGMA, COND[t], ASSETS / f"mnist-{t}.safetensors") for t in PAPER_TASKS],
+    "noiseless": [(t, 100, 1500, 0.0, "pinv", ASSETS / f"mnist-{t}-sigma0.safetensors") for t in PAPER_TASKS],
+    "reference": [(t, 9001, 3000, SIGMA, "pinv", ASSETS / "reference" / f"mnist-{t}.safetensors") for t in ("sr4", "inpaint-box")],
+    "ablation": [
+        ("sr4", n, 1500, SIGMA, "pinv", ROOT / "runs" / "cse-ablation" / f"mnist-sr4-{n}.safetensors") for n in (10, 1000)
+    ],
 }
 
 
@@ -41,7 +46,7 @@ def main() -> None:
     for group, jobs in JOBS.items():
         if args.only and group != args.only:
             continue
-        for task, images, steps, sigma_y, out in jobs:
+        for task, images, steps, sigma_y, cond, out in jobs:
             if out.exists():
                 print(f"{out} exists, skipped", flush=True)
                 continue
@@ -58,6 +63,8 @@ def main() -> None:
                 str(steps),
                 "--sigma-y",
                 str(sigma_y),
+                "--condition",
+                cond,
                 "--out",
                 str(out),
             ]

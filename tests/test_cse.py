@@ -196,7 +196,8 @@ def test_cse_methods_batch_equals_loop_and_count_evaluations(method, trained, da
             for i in range(3)
         ]
     )
-    torch.testing.assert_close(batch, single, rtol=1e-4, atol=5e-5)
+    # float32 sums of batched convolutions differ in the last bits; DMAP's projected steps amplify them
+    torch.testing.assert_close(batch, single, rtol=1e-3, atol=5e-4)
     assert batch.shape == (3, 1, 32, 32) and batch.abs().max() <= 1
 
 
@@ -236,3 +237,19 @@ def test_training_and_loading_leave_the_callers_prior_alone(data, tmp_path):
     cse = load_cse(prior, path)
     assert all(p.requires_grad for p in prior.parameters()) and prior.training
     assert not any(p.requires_grad for p in cse.parameters()) and not cse.training
+
+
+def test_the_adapter_input_is_the_kind_it_was_trained_with(trained, data):
+    """New adapters take the regularized back-projection; an adapter file without the
+    field (the first shipped ones) takes A^+ y."""
+    from dmap.cse import condition
+
+    prior, path = trained
+    cse = load_cse(prior, path)
+    task = make_task("deblur-aniso", prior.shape, sigma_y=0.05)
+    y = task.simulate(data[:2], sample_generators(1, 2))
+    assert cse.meta.condition == "regularized"
+    torch.testing.assert_close(cse.condition(task.operator, y), condition(task.operator, y, "regularized", 0.05))
+    assert find_cse(load_prior("mnist"), "sr4").meta.condition == "pinv"
+    regularized, pinv = (condition(task.operator, y, k, 0.05)[:, :1].abs().max() for k in ("regularized", "pinv"))
+    assert regularized < 3 < 100 < pinv  # A^+ y amplifies the noise of deblur-aniso

@@ -186,6 +186,7 @@ def train_cse(
     out: str | Path,
     *,
     sigma_y: float = DEFAULT_SIGMA_Y,
+    condition: str = "regularized",
     steps: int = 2000,
     batch_size: int = 32,
     lr: float = 1e-4,
@@ -199,13 +200,15 @@ def train_cse(
     ``prior`` from the images ``data [N, C, H, W]`` (``indices``: their ids, recorded):
     ``E ||eps - eps_theta(x_t, t, c(A, y))||^2`` with ``y = A(x0) + sigma_y n``, a fresh
     mask / kernel / permutation (drawn like ``make_task``), noise and timestep every
-    batch; only the adapter is trained.  Writes the adapter to ``out`` (``.safetensors``)
+    batch; ``c`` brings ``y`` back to image space as ``condition`` says (``regularized``
+    or ``pinv``, :func:`dmap.cse.condition`); only the adapter is trained.  Writes the adapter to ``out`` (``.safetensors``)
     and its description beside it (``.json``); on a latent prior with a
     ``UNet2DConditionModel`` the estimator is a ControlNet on the latents ``E(x0)``
     (:mod:`dmap.cse.controlnet`), saved in the folder ``out``.  Checkpoints and the loss log go to the
     folder ``<out>.run`` and a rerun resumes from them, as in :func:`train_prior`.
     Returns ``out``."""
-    from dmap.cse import CSE, AdapterMeta, adapter_for, condition
+    from dmap.cse import CSE, AdapterMeta, adapter_for
+    from dmap.cse import condition as adapter_input
     from dmap.cse.controlnet import ControlNetCSE, control_image, controllable, new_controlnet
 
     if len(indices) != len(data):
@@ -223,12 +226,13 @@ def train_cse(
         sigma_y,
         {"n": len(data), "indices": [int(i) for i in indices], "sha256_16": short_sha256(data)},
         {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed},
+        "regularized" if latent else condition,
     )
 
     def pixel_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
         x0, t, noise, x_t = _noised(data, schedule, batch_size, gen)
         sim = make_task(task, prior.shape, sigma_y=sigma_y, generator=gen)
-        cond = condition(sim.operator, sim.simulate(x0, gen))
+        cond = adapter_input(sim.operator, sim.simulate(x0, gen), condition, sigma_y)
         return ((prior.net(x_t, t, adapter(x_t, t, cond)) - noise) ** 2).mean()
 
     def latent_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:

@@ -23,7 +23,7 @@ import dmap
 from dmap.analysis.diversity import diversity
 from dmap.analysis.scores import dps_score, mean_test, score_error
 from dmap.api import run_method
-from dmap.cse import CSE, condition, find_cse, shipped_path
+from dmap.cse import CSE, find_cse, shipped_path
 from dmap.operators.noise import GaussianNoise
 from dmap.operators.tasks import Task
 from dmap.presets import resolve_options
@@ -75,7 +75,7 @@ class NetworkReference:
 
     def __init__(self, cse: CSE, task: Task, y: Tensor, steps: int = 250) -> None:
         self.cse, self.task, self.y, self.steps = cse, task, y, steps
-        self.cond = condition(task.operator, y)
+        self.cond = cse.condition(task.operator, y)
 
     def score(self, x_t: Tensor, t: int, index: list[int]) -> Tensor:
         with torch.no_grad():

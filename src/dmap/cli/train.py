@@ -73,6 +73,8 @@ def add_parsers(sub) -> None:
         default=DEFAULT_SIGMA_Y,
         help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y}); the adapter serves only this level",
     )
+    c.add_argument("--condition", choices=["regularized", "pinv"], default="regularized",
+                   help="how y enters a pixel adapter: A^T (A A^T + sigma_y^2 I)^-1 y (regularized) or A^+ y (pinv)")  # fmt: skip
     c.add_argument("--seed", type=int, default=0, help="seed of init, batches, masks and noise (0)")
     c.add_argument("--out", required=True, metavar="PATH",
                    help="adapter to write: FILE.safetensors (pixel prior) or a FOLDER (ControlNet of a latent prior)")  # fmt: skip
@@ -214,8 +216,8 @@ def cmd_train_cse(args) -> int:
         raise UsageError(f"the images are {tuple(data.shape[1:])}, prior {args.prior} expects {prior.image_shape}")
     OutputFolder.prepare(out.parent)
     return _run_training(train_cse, f"train-cse {args.task}", prior, args.task, data, ids.tolist(), out,
-                         sigma_y=args.sigma_y, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                         seed=args.seed)  # fmt: skip
+                         sigma_y=args.sigma_y, condition=args.condition, steps=args.steps, batch_size=args.batch_size,
+                         lr=args.lr, seed=args.seed)  # fmt: skip
 
 
 def cmd_sample(args) -> int:

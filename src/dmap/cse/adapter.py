@@ -4,8 +4,9 @@ Xu et al. (ICLR 2025, Sec. 4) train a light conditional score estimator from 100
 images and use it for the prior step of DPS and DMAP.  Our reading (DESIGN.md
 section 6), after ControlNet (Zhang et al. 2023):
 
-    c          = [A^+ y, m]                      (the measurement back in image space
-                                                  and where x is observed, [B, 2C, H, W])
+    c          = [b(y), m]                       (the measurement back in image space,
+                                                  A^+ y or regularized, and where x is
+                                                  observed, [B, 2C, H, W]; see condition())
     h_0        = conv_in'(fold(x_t)) + Z_c(c)    (trainable copy of the stem; Z_c ends
                                                   in a zero convolution)
     h_1..h_L   = encode'(h_0, t)                 (trainable copy of the contracting path
@@ -45,15 +46,25 @@ class AdapterMeta(Config):
     sigma_y: float
     images: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    condition: str = "pinv"  # how y enters: see condition()
 
 
-def condition(operator: Operator, y: Tensor) -> Tensor:
-    """The adapter's input ``c = [A^+ y, m]`` ``[B, 2C, H, W]``: the pseudo-inverse of
-    the measurement and the observed-pixel map ``m`` (the mask for inpainting, ones
-    otherwise).  Raises ``ValueError`` for a nonlinear operator."""
+CONDITIONS = ("pinv", "regularized")
+
+
+def condition(operator: Operator, y: Tensor, kind: str = "pinv", sigma_y: float = 0.0) -> Tensor:
+    """The adapter's input ``c = [b, m]`` ``[B, 2C, H, W]``: the measurement brought back
+    to image space, ``b = A^+ y`` (``pinv``) or ``b = A^T (A A^T + s^2 I)^-1 y`` with ``s =
+    max(sigma_y, 1e-3)`` (``regularized``: no noise amplification where ``A`` is
+    ill-conditioned; on deblur-aniso ``|A^+ y|`` reaches 2e4), and the observed-pixel map
+    ``m`` (the mask for inpainting, ones otherwise).  ``ValueError`` for a nonlinear operator."""
+    from dmap.cse.controlnet import control_image
+
     if not operator.linear:
         raise ValueError("the conditional score estimator needs a linear task")
-    x = operator.pinv(y)
+    if kind not in CONDITIONS:
+        raise ValueError(f"unknown condition {kind!r}; choose from {', '.join(CONDITIONS)}")
+    x = operator.pinv(y) if kind == "pinv" else control_image(operator, y, sigma_y)
     return torch.cat([x, operator.observed().to(x).expand_as(x)], dim=1)
 
 
@@ -112,9 +123,13 @@ class CSE(nn.Module):
         cond = cond.expand(x_t.shape[0], *cond.shape[1:]).to(x_t)
         return self.prior.net(x_t, t, self.adapter(x_t, t, cond))
 
+    def condition(self, operator: Operator, y: Tensor) -> Tensor:
+        """The adapter's input for ``y`` (:func:`condition`, of the kind it was trained with)."""
+        return condition(operator, y, self.meta.condition, self.meta.sigma_y)
+
     def conditioned(self, operator: Operator, y: Tensor) -> ConditionedPrior:
         """The estimator for the measurement ``y`` as a :class:`Prior` (for the solvers)."""
-        return ConditionedPrior(self, condition(operator, y))
+        return ConditionedPrior(self, self.condition(operator, y))
 
     def check(self, prior: Prior, task: str, sigma_y: float | None = None) -> None:
         """Refuse to serve another prior, task or noise level (``sigma_y``), with the reason."""

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dmap.cse.adapter import CSE, AdapterMeta, ConditionedPrior
+from dmap.cse.adapter import CSE, AdapterMeta
 from dmap.operators.base import Operator, conjugate_gradients
 from dmap.priors.base import Prior
 from dmap.priors.latent import LatentPrior, PromptUNet, ThroughDecoder
@@ -84,9 +84,6 @@ class ControlNetCSE(CSE):
         if isinstance(operator, ThroughDecoder):
             operator = operator.operator
         return control_image(operator, y, self.meta.sigma_y)
-
-    def conditioned(self, operator: Operator, y: Tensor) -> ConditionedPrior:
-        return ConditionedPrior(self, self.condition(operator, y))
 
     def save(self, path: str | Path) -> Path:
         """The ControlNet with ``save_pretrained`` into the folder ``path``, ``meta`` in ``dmap_cse.json``."""
