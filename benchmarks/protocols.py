@@ -39,8 +39,12 @@ def run(args) -> None:
 
 
 def paired(cell: dict, base: dict) -> str:
+    """``cell - base`` per image, mean ± standard error (or which of them diverged)."""
     import numpy as np
 
+    bad = [f"{c['method'].split('[')[0]} diverged on {c['diverged']}/{c['n_images']}" for c in (base, cell) if c.get("diverged")]
+    if bad:
+        return "; ".join(bad)
     d = np.subtract(cell["psnr_per_image"], base["psnr_per_image"])
     return f"{d.mean():+.2f} ± {d.std(ddof=1) / len(d) ** 0.5:.2f}"
 

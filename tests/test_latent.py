@@ -179,7 +179,7 @@ def test_a_fresh_controlnet_leaves_eps_unchanged_exactly(sd):
 
 def test_a_controlnet_estimator_trains_saves_loads_and_runs(sd, tmp_path):
     """train-cse on the latent prior writes a diffusers ControlNet folder; loaded back it
-    gives the same eps, refuses another noise level, and dps+cse / dmap+cse run with it."""
+    gives the same eps, refuses another noise level, and cse / dps+cse / dmap+cse run with it."""
     from dmap.cse import load_cse
     from dmap.train import train_cse
 
@@ -196,8 +196,9 @@ def test_a_controlnet_estimator_trains_saves_loads_and_runs(sd, tmp_path):
     with torch.no_grad():
         cond = cse.condition(task.operator, y)
         assert not torch.equal(cse.eps(z, 300, cond), prior.eps(z, 300))  # trained: no longer the prior
-    for method in ("dps+cse", "dmap+cse"):
-        options = dmap.resolve_options(method, prior.name, "sr4", steps=3, step_size=0.01)  # random weights: small steps
+    for method in ("cse", "dps+cse", "dmap+cse"):
+        small = {"step_size": 0.01} if method != "cse" else {}  # random weights: small steps
+        options = dmap.resolve_options(method, prior.name, "sr4", steps=3, **small)
         x = dmap.api.run_method(method, prior, task, y, options, generator=sample_generators(3, 2), cse=cse)
         assert x.shape == (2, *prior.image_shape) and torch.isfinite(x).all()
 

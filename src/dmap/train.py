@@ -252,7 +252,7 @@ def train_cse(
         ema = _fit(
             seeded_init(seed, lambda: new_controlnet(prior) if latent else adapter_for(prior)),
             latent_loss if latent else pixel_loss,
-            out.with_suffix(".run"),
+            out.with_suffix(".run") if out.suffix == ".safetensors" else out.with_name(out.name + ".run"),
             meta.to_dict(),
             steps=steps,
             lr=lr,

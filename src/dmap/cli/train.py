@@ -202,7 +202,7 @@ def cmd_train_cse(args) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
     latent = controllable(prior)
-    if latent and (out.suffix or out.is_file()):
+    if latent and (out.suffix == ".safetensors" or out.is_file()):
         raise UsageError(f"--out {out}: the estimator of a latent prior (a ControlNet) is a folder; give a folder path")
     if not latent and (out.suffix != ".safetensors" or out.is_dir()):
         raise UsageError(f"--out {out}: give a file path ending in .safetensors")

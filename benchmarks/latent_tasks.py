@@ -1,0 +1,110 @@
+"""DPS, DSG, DMAP and the CSE methods on a latent prior (the paper's own setting: the
+likelihood through the decoder, the estimator a ControlNet), side by side with the pixel
+`mnist` prior.
+
+    python benchmarks/latent_tasks.py --prior runs/mnist-latent [--images 64] [--sigma-y 0.05,0]
+        [--runs equal-nfe:100,1000/equal-steps:250] [--adapters runs/latent-cse] [--workers 1]
+    python benchmarks/latent_tasks.py --prior runs/mnist-latent --table
+
+Before it: the prior (`dmap train --latent --out runs/mnist-latent`) and its presets
+(`python benchmarks/tune_presets.py --prior runs/mnist-latent --methods dps,dsg,dmap
+--nfe 100,250,1000`, stored under the prior's name).
+
+1. Adapters: a ControlNet per (task, sigma_y) from 100 train digits (`dmap train-cse`
+   into ``ADAPTERS/<task>-sigma<s>/``; one already there is kept).
+2. A `dmap bench` per (protocol, sigma_y, task) into
+   ``benchmarks/results/latent_tasks/<protocol>-sigma<s>-<budgets>/<task>/`` (resumable,
+   ``--refresh``): dps, dsg, dmap, cse, dps+cse, dmap+cse (DMAP with K = 3 under equal steps).
+3. The table (``benchmarks/results/latent_tasks/table.md``): per (protocol, sigma_y,
+   budget, task) DPS's PSNR and each method's paired difference to it, on the latent prior
+   and, where `benchmarks/protocols.py` measured the same cell, on the pixel prior.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+from pathlib import Path
+
+from common import PAPER_TASKS, RESULTS, ROOT
+from protocols import paired
+
+OUT = RESULTS / "latent_tasks"
+METHODS = ("dps", "dsg", "dmap", "cse", "dps+cse", "dmap+cse")
+
+
+def adapter(args, task: str, sigma_y: float) -> Path:
+    path = Path(args.adapters) / f"{task}-sigma{sigma_y:g}"
+    if not (path / "dmap_cse.json").exists():
+        cmd = ["dmap", "train-cse", "--prior", args.prior, "--task", task, "--sigma-y", str(sigma_y), "--images", "100",
+               "--steps", str(args.adapter_steps), "--out", str(path)]  # fmt: skip
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+    return path
+
+
+def run(args, protocol: str, budgets: str, sigma_y: float, task: str) -> Path:
+    cse = adapter(args, task, sigma_y)
+    methods = [f"{m}[cse={cse}]" if "cse" in m else m for m in METHODS]
+    out = OUT / f"{protocol}-sigma{sigma_y:g}-{budgets.replace(',', '_')}" / task
+    flag = "--nfe" if protocol == "equal-nfe" else "--steps"
+    cmd = ["dmap", "bench", "--prior", args.prior, "--tasks", task, "--methods", ",".join(methods), "--images",
+           str(args.images), "--protocol", protocol, flag, budgets, "--sigma-y", str(sigma_y), "--workers",
+           str(args.workers), "--out", str(out), "--refresh"]  # fmt: skip
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return out
+
+
+def short(method: str) -> str:
+    return method.split("[")[0]
+
+
+def table() -> str:
+    """Markdown: DPS and each method's paired difference to DPS, latent (and pixel) prior."""
+    head = "| protocol | sigma_y | budget | task | prior | DPS (dB) | " + " | ".join(m for m in METHODS[1:]) + " |"
+    lines = [head, "|---" * (6 + len(METHODS) - 1) + "|"]
+    for summary in sorted(OUT.glob("*/*/summary.json")):
+        config = json.loads((summary.parent / "manifest.json").read_text())["config"]
+        pixel = RESULTS / "protocols" / summary.parent.parent.name / "summary.json"
+        sources = [("latent", json.loads(summary.read_text()))]
+        sources += [("pixel", json.loads(pixel.read_text()))] if pixel.exists() else []
+        for budget in config["nfe"]:
+            for name, cells in sources:
+                row = {short(c["method"]): c for c in cells if (c["task"], c["nfe_budget"]) == (config["tasks"][0], budget)}
+                if "dps" not in row:
+                    continue
+                rest = [paired(row[m], row["dps"]) if m in row else "-" for m in METHODS[1:]]
+                dps = f"{row['dps']['psnr_mean']:.2f} ± {row['dps']['psnr_se']:.2f}"
+                lines.append(f"| {config['protocol']} | {config['sigma_y']:g} | {budget} | {config['tasks'][0]} | {name} | {dps} | "
+                             + " | ".join(rest) + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--prior", default="runs/mnist-latent", help="the latent prior's folder")
+    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--sigma-y", default="0.05,0")
+    ap.add_argument("--runs", default="equal-nfe:100,1000/equal-steps:250", help="protocol:budgets, separated by /")
+    ap.add_argument("--tasks", default=",".join(PAPER_TASKS))
+    ap.add_argument("--adapters", default=str(ROOT / "runs" / "latent-cse"))
+    ap.add_argument("--adapter-steps", type=int, default=1500, help="training steps of each ControlNet (1500)")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--table", action="store_true", help="only write and print the table")
+    args = ap.parse_args()
+    if not args.table:
+        for spec in args.runs.split("/"):
+            protocol, budgets = spec.split(":")
+            for sigma_y in map(float, args.sigma_y.split(",")):
+                for task in args.tasks.split(","):
+                    run(args, protocol, budgets, sigma_y, task)
+    text = table()
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "table.md").write_text(f"latent prior {args.prior}, test digits (`python benchmarks/latent_tasks.py`)\n\n" + text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
