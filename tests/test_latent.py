@@ -214,3 +214,12 @@ def test_gradient_checkpointing_changes_memory_not_results(sd):
     torch.testing.assert_close(runs[0], runs[1], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="gradient checkpointing needs a diffusers network"):
         dmap.load_prior("gmm-mnist", gradient_checkpointing=True)
+
+
+def test_analyze_refuses_a_latent_prior_in_one_line(sd, tmp_path, capsys):
+    from dmap.cli import main
+
+    folder, _ = sd
+    assert main(["analyze", "--prior", f"sd={folder}", "--task", "sr4", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "takes pixel priors" in err and not (tmp_path / "a").exists()

@@ -42,8 +42,10 @@ def cmd_analyze(args) -> int:
     check_names(args.prior, args.task)
     if args.pairs < 1 or args.samples < 2 or args.nfe < 1 or args.mean_samples < 2:
         raise UsageError("--pairs and --nfe must be >= 1, --samples and --mean-samples >= 2")
-    out = OutputFolder.prepare(args.out)
     prior = load_prior_or_usage(args.prior)
+    if prior.latent:  # the score errors compare scores of x_t with a pixel-space reference
+        raise UsageError(f"dmap analyze takes pixel priors; {args.prior} is a latent prior (its scores live on latents)")
+    out = OutputFolder.prepare(args.out)
     task = dmap.make_task(args.task, prior.image_shape, generator=seeded(args.seed))
     try:
         x, ids = folder_spread(args.data, args.pairs)[:2] if args.data else mnist_spread(args.pairs)
