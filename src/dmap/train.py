@@ -209,7 +209,8 @@ def train_cse(
     Returns ``out``."""
     from dmap.cse import CSE, AdapterMeta, adapter_for
     from dmap.cse import condition as adapter_input
-    from dmap.cse.controlnet import ControlNetCSE, control_image, controllable, new_controlnet
+    from dmap.cse.adapter import control_image
+    from dmap.cse.controlnet import ControlNetCSE, controllable, new_controlnet
 
     if len(indices) != len(data):
         raise ValueError(f"{len(indices)} indices for {len(data)} images")

@@ -50,6 +50,27 @@ def add_parsers(sub) -> None:
     add_threads(t)
     t.set_defaults(func=cmd_train)
 
+    _cse_parser(sub)
+    _sd_embed_parser(sub)
+
+    s = sub.add_parser(
+        "sample",
+        help="draw unconditional samples from a prior into an image grid",
+        description="Sample the prior with the ancestral (DDPM) reverse process on respaced steps.",
+    )
+    add_prior(s)
+    s.add_argument("-n", type=int, default=64, help="number of samples (64)")
+    s.add_argument("--steps", type=int, default=250, help="reverse steps (250)")
+    s.add_argument("--eta", type=finite, default=1.0, help="DDIM eta: 1 ancestral, 0 deterministic (1)")
+    s.add_argument("--seed", type=int, default=0, help="seed (0)")
+    s.add_argument("--out", required=True, help="grid image to write, e.g. grid.png")
+    s.add_argument("--npz", help="also write the raw samples ([n, C, H, W] float32 in [-1, 1]) to this .npz")
+    add_threads(s)
+    add_device(s)
+    s.set_defaults(func=cmd_sample)
+
+
+def _cse_parser(sub) -> None:
     c = sub.add_parser(
         "train-cse",
         help="train a conditional score estimator (adapter) for a prior and a task",
@@ -81,6 +102,8 @@ def add_parsers(sub) -> None:
     add_threads(c)
     c.set_defaults(func=cmd_train_cse)
 
+
+def _sd_embed_parser(sub) -> None:
     e = sub.add_parser(
         "sd-embed",
         help="store the empty-prompt text embedding of a Stable Diffusion folder (needs transformers)",
@@ -92,22 +115,6 @@ def add_parsers(sub) -> None:
     e.add_argument("--prompt", default="", help="the prompt (empty)")
     e.add_argument("--out", metavar="FILE", help="where to write it (FOLDER/prompt_embedding.safetensors)")
     e.set_defaults(func=cmd_sd_embed)
-
-    s = sub.add_parser(
-        "sample",
-        help="draw unconditional samples from a prior into an image grid",
-        description="Sample the prior with the ancestral (DDPM) reverse process on respaced steps.",
-    )
-    add_prior(s)
-    s.add_argument("-n", type=int, default=64, help="number of samples (64)")
-    s.add_argument("--steps", type=int, default=250, help="reverse steps (250)")
-    s.add_argument("--eta", type=finite, default=1.0, help="DDIM eta: 1 ancestral, 0 deterministic (1)")
-    s.add_argument("--seed", type=int, default=0, help="seed (0)")
-    s.add_argument("--out", required=True, help="grid image to write, e.g. grid.png")
-    s.add_argument("--npz", help="also write the raw samples ([n, C, H, W] float32 in [-1, 1]) to this .npz")
-    add_threads(s)
-    add_device(s)
-    s.set_defaults(func=cmd_sample)
 
 
 def cmd_sd_embed(args) -> int:

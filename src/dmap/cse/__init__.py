@@ -15,13 +15,32 @@ from dmap.cse.adapter import (
     AdapterMeta,
     ConditionedPrior,
     adapter_for,
-    check_adaptable,
+    check_unet_prior,
     condition,
-    load_cse,
+    load_adapter,
 )
+from dmap.cse.controlnet import ControlNetCSE, controllable, load_controlnet_cse
 from dmap.operators.tasks import DEFAULT_SIGMA_Y
 from dmap.priors.base import Prior
 from dmap.shipped import shipped_cse
+
+
+def check_adaptable(prior: Prior) -> None:
+    """``ValueError`` unless an estimator can be built on ``prior``: the library's own
+    UNet (an adapter) or a latent prior with a ``UNet2DConditionModel`` (a ControlNet)."""
+    if not controllable(prior):
+        check_unet_prior(prior)
+
+
+def load_cse(prior: Prior, path: str | Path, task: str | None = None, sigma_y: float | None = None) -> CSE:
+    """The estimator at ``path`` on ``prior`` (a pixel adapter ``.safetensors`` with its
+    ``.json``, or a ControlNet folder for a latent prior), checked to be trained on this
+    prior (and for ``task`` and ``sigma_y`` when given), frozen.  Raises
+    :class:`~dmap.utils.WeightsError` on an unreadable file, ``ValueError`` on a mismatch."""
+    check_adaptable(prior)
+    cse = load_controlnet_cse(prior, path) if controllable(prior) else load_adapter(prior, path)
+    cse.check(prior, task or cse.task, sigma_y)
+    return cse.eval().requires_grad_(False)
 
 
 def shipped_path(prior: Prior, task: str, reference: bool = False, sigma_y: float | None = None) -> Path | None:
@@ -56,6 +75,7 @@ __all__ = [
     "Adapter",
     "AdapterMeta",
     "ConditionedPrior",
+    "ControlNetCSE",
     "adapter_for",
     "check_adaptable",
     "condition",

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from dmap.config import Config, ConfigError
-from dmap.operators.base import Operator
+from dmap.operators.base import Operator, conjugate_gradients
 from dmap.priors.base import Prior
 from dmap.priors.network import NetworkPrior
 from dmap.priors.unet import UNet, _zero
@@ -52,14 +52,22 @@ class AdapterMeta(Config):
 CONDITIONS = ("pinv", "regularized")
 
 
+def control_image(operator: Operator, y: Tensor, sigma_y: float, iters: int = 100) -> Tensor:
+    """``c = A^T (A A^T + s^2 I)^-1 y`` with ``s = max(sigma_y, 1e-3)`` per sample
+    (conjugate gradients in y-space); ``ValueError`` for a nonlinear operator."""
+    if not operator.linear:
+        raise ValueError("the conditional score estimator needs a linear task")
+    s2 = max(sigma_y, 1e-3) ** 2
+    v = conjugate_gradients(lambda u: operator.A(operator.AT(u)) + s2 * u, y, torch.zeros_like(y), iters)
+    return operator.AT(v)
+
+
 def condition(operator: Operator, y: Tensor, kind: str = "pinv", sigma_y: float = 0.0) -> Tensor:
     """The adapter's input ``c = [b, m]`` ``[B, 2C, H, W]``: the measurement brought back
     to image space, ``b = A^+ y`` (``pinv``) or ``b = A^T (A A^T + s^2 I)^-1 y`` with ``s =
     max(sigma_y, 1e-3)`` (``regularized``: no noise amplification where ``A`` is
     ill-conditioned; on deblur-aniso ``|A^+ y|`` reaches 2e4), and the observed-pixel map
     ``m`` (the mask for inpainting, ones otherwise).  ``ValueError`` for a nonlinear operator."""
-    from dmap.cse.controlnet import control_image
-
     if not operator.linear:
         raise ValueError("the conditional score estimator needs a linear task")
     if kind not in CONDITIONS:
@@ -168,14 +176,9 @@ class ConditionedPrior(Prior):
         return self.cse.eps(x_t, t, self.cond)
 
 
-def check_adaptable(prior: Prior) -> None:
+def check_unet_prior(prior: Prior) -> None:
     """``ValueError`` unless ``prior`` runs the library's own :class:`UNet` (the adapter
-    copies its contracting path) or is a latent prior with a ``UNet2DConditionModel`` (a
-    ControlNet, :mod:`dmap.cse.controlnet`)."""
-    from dmap.cse.controlnet import controllable
-
-    if controllable(prior):
-        return
+    copies its contracting path)."""
     if not (isinstance(prior, NetworkPrior) and isinstance(prior.net, UNet)):
         raise ValueError(
             f"prior {prior.name!r} has no dmap UNet to adapt; the conditional score estimator needs "
@@ -188,18 +191,12 @@ def adapter_for(prior: NetworkPrior) -> Adapter:
     return Adapter(prior.net, 2 * prior.shape[0])
 
 
-def load_cse(prior: Prior, path: str | Path, task: str | None = None, sigma_y: float | None = None) -> CSE:
-    """Load the adapter at ``path`` (``.safetensors`` with its ``.json``) onto ``prior``;
-    checks that it was trained on this prior (and for ``task`` and ``sigma_y`` when given).
-    Raises :class:`WeightsError` on an unreadable file, ``ValueError`` on a mismatch."""
-    from dmap.cse.controlnet import controllable, load_controlnet_cse
-
-    check_adaptable(prior)
+def load_adapter(prior: Prior, path: str | Path) -> CSE:
+    """The adapter at ``path`` (``.safetensors`` with its ``.json``) on the pixel ``prior``,
+    unchecked (:func:`dmap.cse.load_cse` checks prior, task and noise).  Raises
+    :class:`WeightsError` on an unreadable file."""
+    check_unet_prior(prior)
     path = Path(path)
-    if controllable(prior):
-        cse = load_controlnet_cse(prior, path)
-        cse.check(prior, task or cse.task, sigma_y)
-        return cse.requires_grad_(False)
     state = load_safetensors(path, "adapter weights file")
     desc = path.with_suffix(".json")
     try:
@@ -207,6 +204,6 @@ def load_cse(prior: Prior, path: str | Path, task: str | None = None, sigma_y: f
     except ConfigError as e:
         raise WeightsError(str(e)) from None
     cse = CSE(prior, adapter_for(prior), meta)
-    cse.check(prior, task or cse.task, sigma_y)
+    cse.check(prior, cse.task)
     load_state(cse.adapter, state, path, f"an adapter for prior {prior.name!r}")
-    return cse.eval().requires_grad_(False)
+    return cse

@@ -21,27 +21,16 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
-from dmap.cse.adapter import CSE, AdapterMeta
-from dmap.operators.base import Operator, conjugate_gradients
+from dmap.cse.adapter import CSE, AdapterMeta, control_image
+from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.priors.latent import LatentPrior, PromptUNet, ThroughDecoder
 from dmap.utils import WeightsError, read_json, write_json_atomic
 
 META = "dmap_cse.json"
 EMBEDDING_CHANNELS = (16, 32, 96, 256)  # diffusers' default conditioning embedding
-
-
-def control_image(operator: Operator, y: Tensor, sigma_y: float, iters: int = 100) -> Tensor:
-    """``c = A^T (A A^T + s^2 I)^-1 y`` with ``s = max(sigma_y, 1e-3)`` per sample
-    (conjugate gradients in y-space); ``ValueError`` for a nonlinear operator."""
-    if not operator.linear:
-        raise ValueError("the conditional score estimator needs a linear task")
-    s2 = max(sigma_y, 1e-3) ** 2
-    v = conjugate_gradients(lambda u: operator.A(operator.AT(u)) + s2 * u, y, torch.zeros_like(y), iters)
-    return operator.AT(v)
 
 
 def controllable(prior: Prior) -> bool:
