@@ -114,6 +114,7 @@ def _sd_embed_parser(sub) -> None:
     e.add_argument("folder", metavar="FOLDER", help="a local Stable Diffusion folder")
     e.add_argument("--prompt", default="", help="the prompt (empty)")
     e.add_argument("--out", metavar="FILE", help="where to write it (FOLDER/prompt_embedding.safetensors)")
+    add_threads(e)
     e.set_defaults(func=cmd_sd_embed)
 
 
