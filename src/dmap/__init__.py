@@ -14,7 +14,7 @@ from dmap.presets import load_presets, resolve_options
 from dmap.shipped import DEFAULT_PRIOR, PRIORS, load_prior
 from dmap.solvers import METHODS
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 __all__ = [
     "load_prior",
     "make_task",
