@@ -27,8 +27,10 @@ from collections import defaultdict
 import torch
 
 from common import RESULTS
+from dmap.data import mnist_spread
 from dmap.presets import resolve_options
-from dmap.shipped import PAPER_TASKS, load_prior, tuning_problem
+from dmap.rng import sample_generators
+from dmap.shipped import PAPER_TASKS, TASK_SEED, load_prior, tuning_problem
 from dmap.solvers import get_method
 from dmap.tune import evaluate
 
@@ -93,16 +95,22 @@ def main() -> None:
     ap.add_argument("--grid", default="0.1,0.3,1,3", help="step sizes of dps and dmap (per unit of time)")
     ap.add_argument("--rate-grid", default="0.01,0.03,0.1,0.3", help="guidance rates of dsg (per unit of time)")
     ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--split", choices=["train", "test"], default="train",
+                    help="train: the tuning digits; test: digits evenly spaced over the test split (<prior>-test.*)")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{args.prior}.jsonl"
+    name = args.prior + ("-test" if args.split == "test" else "")
+    path = OUT / f"{name}.jsonl"
     done = {(r["method"], r["task"], r["guidance"], r["nfe"], r["value"]) for r in trials(path)}
     presets_done = {(r["method"], r["task"], r["nfe"]): r["options"] for r in trials(path) if r["guidance"] == "preset"}
     prior = load_prior(args.prior)
     budgets = [int(v) for v in args.nfe.split(",")]
     for task_name in args.tasks.split(","):
         task, x, y = tuning_problem(prior, task_name, args.images)
+        if args.split == "test":  # the same operator and noise seeds, test digits
+            x = mnist_spread(args.images, "test")[0]
+            y = task.simulate(x, generator=sample_generators(TASK_SEED + 1, args.images))
         for method in args.methods.split(","):
             options = get_method(method).options
             fields = {f.name: f for f in dataclasses.fields(options)}
@@ -131,13 +139,13 @@ def main() -> None:
                         with path.open("a") as f:
                             f.write(json.dumps(row) + "\n")
     rows = trials(path)
-    (OUT / f"{args.prior}.md").write_text(
-        f"prior {args.prior}, {args.images} train digits, PSNR (dB); -inf: diverged\n\n"
+    (OUT / f"{name}.md").write_text(
+        f"prior {args.prior}, {args.images} {args.split} digits, PSNR (dB); -inf: diverged\n\n"
         + table(rows, budgets)
         + "\nThe shipped presets at each budget (`dmap.resolve_options(..., nfe=N)`):\n\n"
         + preset_table(rows, budgets)
     )
-    print((OUT / f"{args.prior}.md").read_text())
+    print((OUT / f"{name}.md").read_text())
 
 
 if __name__ == "__main__":
