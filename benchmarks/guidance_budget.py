@@ -48,7 +48,7 @@ def table(rows: list[dict], budgets: list[int], reference: int = 250) -> str:
         cells[(r["method"], r["task"], r["guidance"])].setdefault(r["nfe"], {})[r["value"]] = r["psnr"]
     head = "| method | task | guidance | " + " | ".join(f"best @ {n} (value)" for n in budgets)
     head += f" | tuned @ {reference}: " + " / ".join(map(str, budgets)) + " | worst gap (dB) |\n"
-    lines = [head + "|---" * (4 + len(budgets)) + "|"]
+    lines = [head + "|---" * (5 + len(budgets)) + "|"]
     for (method, task, guidance), by_nfe in sorted(cells.items()):
         if guidance == "preset" or reference not in by_nfe or any(n not in by_nfe for n in budgets):
             continue
