@@ -1,5 +1,5 @@
 """Bring your own problem: operators from torch functions, composition, noise models,
-measured kernels and masks, and the README's example."""
+measured kernels and masks, and the example of docs/operators.md."""
 
 import re
 from pathlib import Path
@@ -25,7 +25,7 @@ from dmap.operators import (
 from dmap.operators.nonlinear_blur import nonlinear_blur_weights
 from dmap.rng import sample_generators, seeded
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+OPERATORS_DOC = Path(__file__).resolve().parent.parent / "docs" / "operators.md"
 
 
 def conv_subsample(weight: torch.Tensor):
@@ -175,10 +175,10 @@ def test_new_tasks_are_listed_and_the_nonlinear_blur_is_the_shipped_seeded_one(c
     assert not op.linear
 
 
-def test_the_readme_example_runs_as_written():
-    text = README.read_text()
-    block = re.search(r"## Your own forward model\n.*?```python\n(.*?)```", text, re.S).group(1)
+def test_the_documented_example_runs_as_written():
+    text = OPERATORS_DOC.read_text()
+    block = re.search(r"## Operators from any torch function\n.*?```python\n(.*?)```", text, re.S).group(1)
     assert len(block.strip().splitlines()) <= 20
     scope: dict = {}
-    exec(compile(block, "README.md", "exec"), scope)
+    exec(compile(block, "docs/operators.md", "exec"), scope)
     assert scope["x0"].shape == (4, 1, 32, 32)
