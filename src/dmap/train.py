@@ -112,12 +112,12 @@ def _fit(
 
 
 def _noised(data: Tensor, schedule: Schedule, batch_size: int, gen: torch.Generator):
-    """A batch of training images ``x0``, timesteps ``t``, noise and ``x_t ~ q(x_t | x0)``."""
+    """A batch: the indices ``idx`` of training samples ``x0 = data[idx]``, timesteps ``t``,
+    noise and ``x_t ~ q(x_t | x0)``."""
     idx = torch.randint(len(data), (batch_size,), generator=gen)
     t = torch.randint(schedule.T, (batch_size,), generator=gen)
     noise = torch.randn((batch_size, *data.shape[1:]), generator=gen)
-    x0 = data[idx]
-    return x0, t, noise, schedule.q_sample(x0, t, noise)
+    return idx, t, noise, schedule.q_sample(data[idx], t, noise)
 
 
 def train_prior(
@@ -231,19 +231,16 @@ def train_cse(
     )
 
     def pixel_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
-        x0, t, noise, x_t = _noised(data, schedule, batch_size, gen)
+        idx, t, noise, x_t = _noised(data, schedule, batch_size, gen)
         sim = make_task(task, prior.shape, sigma_y=sigma_y, generator=gen)
-        cond = adapter_input(sim.operator, sim.simulate(x0, gen), condition, sigma_y)
+        cond = adapter_input(sim.operator, sim.simulate(data[idx], gen), condition, sigma_y)
         return ((prior.net(x_t, t, adapter(x_t, t, cond)) - noise) ** 2).mean()
 
     def latent_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
         """The pairs ``(z0 = E(x0), y = A(x0) + n)``: control image from ``y``, loss on latents."""
-        idx = torch.randint(len(data), (batch_size,), generator=gen)
-        t = torch.randint(schedule.T, (batch_size,), generator=gen)
-        noise = torch.randn((batch_size, *prior.shape), generator=gen)
+        idx, t, noise, z_t = _noised(codes, schedule, batch_size, gen)
         sim = make_task(task, prior.image_shape, sigma_y=sigma_y, generator=gen)
         cond = control_image(sim.operator, sim.simulate(data[idx], gen), sigma_y)
-        z_t = schedule.q_sample(codes[idx], t, noise)
         return ((ControlNetCSE(prior, adapter, meta).eps(z_t, t, cond) - noise) ** 2).mean()
 
     if latent:

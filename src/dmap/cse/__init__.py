@@ -38,8 +38,11 @@ def load_cse(prior: Prior, path: str | Path, task: str | None = None, sigma_y: f
     prior (and for ``task`` and ``sigma_y`` when given), frozen.  Raises
     :class:`~dmap.utils.WeightsError` on an unreadable file, ``ValueError`` on a mismatch."""
     check_adaptable(prior)
-    cse = load_controlnet_cse(prior, path) if controllable(prior) else load_adapter(prior, path)
-    cse.check(prior, task or cse.task, sigma_y)
+    if controllable(prior):
+        cse = load_controlnet_cse(prior, path)
+        cse.check(prior, task or cse.task, sigma_y)
+    else:
+        cse = load_adapter(prior, path, task, sigma_y)  # checked before its weights load
     return cse.eval().requires_grad_(False)
 
 
@@ -53,11 +56,11 @@ def shipped_path(prior: Prior, task: str, reference: bool = False, sigma_y: floa
 
 def find_cse(prior: Prior, task: str, reference: bool = False, sigma_y: float | None = None) -> CSE:
     """The adapter at :func:`shipped_path`, loaded and checked; ``ValueError`` naming what exists if none."""
-    path = shipped_path(prior, task, reference, sigma_y)
+    level = DEFAULT_SIGMA_Y if sigma_y is None else sigma_y
+    path = shipped_path(prior, task, reference, level)
     if path is None:
         have = ", ".join(f"{p}/{t} (sigma_y {s:g})" for p, t, s in shipped_cse(reference)) or "none"
         kind = "reference conditional score estimator" if reference else "conditional score estimator"
-        level = DEFAULT_SIGMA_Y if sigma_y is None else sigma_y
         raise ValueError(
             f"no shipped {kind} for prior {prior.name!r} and task {task!r} at sigma_y = {level:g} "
             f"(shipped: {have}); train one with `dmap train-cse` and pass --cse FILE"
@@ -81,7 +84,7 @@ __all__ = [
     "condition",
     "find_cse",
     "get_cse",
-    "shipped_path",
     "load_cse",
     "shipped_cse",
+    "shipped_path",
 ]

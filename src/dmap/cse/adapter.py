@@ -191,10 +191,10 @@ def adapter_for(prior: NetworkPrior) -> Adapter:
     return Adapter(prior.net, 2 * prior.shape[0])
 
 
-def load_adapter(prior: Prior, path: str | Path) -> CSE:
+def load_adapter(prior: Prior, path: str | Path, task: str | None = None, sigma_y: float | None = None) -> CSE:
     """The adapter at ``path`` (``.safetensors`` with its ``.json``) on the pixel ``prior``,
-    unchecked (:func:`dmap.cse.load_cse` checks prior, task and noise).  Raises
-    :class:`WeightsError` on an unreadable file."""
+    checked (prior, and ``task`` and ``sigma_y`` when given) before its weights load.
+    Raises :class:`WeightsError` on an unreadable file, ``ValueError`` on a mismatch."""
     check_unet_prior(prior)
     path = Path(path)
     state = load_safetensors(path, "adapter weights file")
@@ -204,6 +204,6 @@ def load_adapter(prior: Prior, path: str | Path) -> CSE:
     except ConfigError as e:
         raise WeightsError(str(e)) from None
     cse = CSE(prior, adapter_for(prior), meta)
-    cse.check(prior, cse.task)
+    cse.check(prior, task or cse.task, sigma_y)
     load_state(cse.adapter, state, path, f"an adapter for prior {prior.name!r}")
     return cse

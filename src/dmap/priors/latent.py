@@ -7,9 +7,9 @@ likelihood ``||y - A(D(z0_hat))||`` (:class:`ThroughDecoder`, one code path for 
 latent priors, see :func:`dmap.api.run_method`) and return ``D(z)``.
 
 Two networks come from diffusers folders (:func:`dmap.priors.diffusers.load_diffusers_prior`):
-an unconditional ``UNet2DModel`` (the ``mnist-latent`` kind) or Stable Diffusion's
-``UNet2DConditionModel``, run as the paper does: the empty prompt, no classifier-free
-guidance.  Its text embedding is read from a file (``dmap sd-embed`` makes it where
+an unconditional ``UNet2DModel``, or a ``UNet2DConditionModel`` (Stable Diffusion's, and
+the one ``dmap train --latent`` trains with a fixed empty condition) run as the paper does:
+the empty prompt, no classifier-free guidance.  Its text embedding is read from a file (``dmap sd-embed`` makes it where
 ``transformers`` is installed), so the text encoder is not needed at run time.
 """
 
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
-from dmap.priors.network import NetworkPrior
+from dmap.priors.network import NetworkPrior, autocast
 from dmap.utils import WeightsError
 
 
@@ -68,17 +68,14 @@ class LatentPrior(Prior):
     def eps(self, x_t: Tensor, t: Tensor | int) -> Tensor:
         return self.inner.eps(x_t, t)
 
-    def _autocast(self, device: torch.device):
-        return torch.autocast(device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
-
     def decode(self, z: Tensor) -> Tensor:
         """``D(z) = vae.decode(z / scaling_factor)``: images ``[B, *image_shape]`` (not clipped)."""
-        with self._autocast(z.device):
+        with autocast(z.device, self.dtype):
             return self.vae.decode(z.float() / self.scaling_factor).sample.float()
 
     def encode(self, x: Tensor) -> Tensor:
         """``E(x) = scaling_factor * mean(vae.encode(x))`` (the posterior mean, no sampling)."""
-        with self._autocast(x.device):
+        with autocast(x.device, self.dtype):
             return self.vae.encode(x.float()).latent_dist.mean.float() * self.scaling_factor
 
 

@@ -48,7 +48,7 @@ class NetworkPrior(Prior):
         ControlNet's residuals), run under autocast and converted from the prediction type."""
         t = torch.as_tensor(t, dtype=torch.int64, device=x_t.device).reshape(-1).expand(x_t.shape[0])
         x = x_t.float()
-        with torch.autocast(x.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+        with autocast(x.device, self.dtype):
             out = net(x, t)
         out = out[:, : self.shape[0]].float()
         if self.prediction == "sample":
@@ -56,6 +56,11 @@ class NetworkPrior(Prior):
         elif self.prediction == "v_prediction":  # eps = sqrt(ab) v + sqrt(1 - ab) x_t
             out = self.schedule.coef(t, x, torch.sqrt) * out + self.schedule.coef(t, x, lambda a: (1 - a).sqrt()) * x
         return out.to(x_t.dtype)
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Autocast to ``dtype`` on ``device`` (off for float32): how a network runs in ``dtype``."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 def parse_dtype(name: str | torch.dtype | None) -> torch.dtype:
