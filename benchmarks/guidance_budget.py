@@ -6,7 +6,8 @@ of the shipped presets at the same budgets.
         [--tasks inpaint-box,...] [--guidance time,constant] [--nfe 50,250,1000]
         [--grid 0.1,0.3,1,3] [--rate-grid 0.01,0.03,0.1,0.3] [--images 8]
 
-Resumable: every trial is a line of ``benchmarks/results/guidance_budget/<prior>.jsonl``;
+Resumable: every trial is a line of ``benchmarks/results/guidance_budget/<prior>.jsonl``
+(``<prior>-test.jsonl`` on test digits; ``-<images>`` added when not 8);
 a rerun skips the trials already there and rewrites ``<prior>.md``: per (method, task,
 guidance), the best PSNR at each budget and the PSNR there of the setting best at 250
 (the baselines pigdm, daps, reddiff, diffpir: their strength on their own tuning grid, the
@@ -100,7 +101,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
-    name = args.prior + ("-test" if args.split == "test" else "")
+    name = args.prior + ("-test" if args.split == "test" else "") + (f"-{args.images}" if args.images != 8 else "")
     path = OUT / f"{name}.jsonl"
     done = {(r["method"], r["task"], r["guidance"], r["nfe"], r["value"]) for r in trials(path)}
     presets_done = {(r["method"], r["task"], r["nfe"]): r["options"] for r in trials(path) if r["guidance"] == "preset"}
@@ -139,6 +140,7 @@ def main() -> None:
                         with path.open("a") as f:
                             f.write(json.dumps(row) + "\n")
     rows = trials(path)
+    budgets = sorted({r["nfe"] for r in rows})
     (OUT / f"{name}.md").write_text(
         f"prior {args.prior}, {args.images} {args.split} digits, PSNR (dB); -inf: diverged\n\n"
         + table(rows, budgets)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,9 +18,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from dmap import parallel
 from dmap.operators.tasks import DEFAULT_SIGMA_Y, make_task
 from dmap.priors.base import Prior
 from dmap.priors.unet import PriorConfig, UNet, UNetConfig
+from dmap.rng import randn
 from dmap.schedule import Schedule
 from dmap.utils import atomic_path, frozen, save_safetensors, seeded_init, short_sha256, write_json_atomic
 
@@ -36,7 +39,7 @@ def _resume(path: Path, config: dict, parts: dict, gen: torch.Generator) -> int:
     returns its step (0 without a checkpoint).  Refused if it has another ``config``."""
     if not path.exists():
         return 0
-    ckpt = torch.load(path, weights_only=True)
+    ckpt = torch.load(path, weights_only=True, map_location="cpu")
     if json.loads(ckpt["config"]) != config:
         raise ValueError(f"{path} belongs to another configuration; use another --out or delete it")
     for key, part in parts.items():
@@ -58,13 +61,19 @@ def _fit(
     seed: int,
     checkpoint_every: int,
     progress: Callable[[int, float], None] | None,
+    device: torch.device | str = "cpu",
 ) -> torch.nn.Module:
     """The training loop shared by priors and adapters: Adam on the trainable parameters
-    of ``model`` with linear warm-up and gradient clipping at 1, EMA weights, a loss log
-    ``out/loss.csv`` and a resumable ``out/checkpoint.pt`` (refused if ``config``
-    differs).  ``batch_loss(model, generator)`` draws a batch and returns its loss; every
-    random draw comes from the one generator seeded with ``seed``.  Returns the EMA copy."""
+    of ``model`` (moved to ``device``) with linear warm-up and gradient clipping at 1, EMA
+    weights, a loss log ``out/loss.csv`` and a resumable ``out/checkpoint.pt`` (refused if
+    ``config`` differs).  ``batch_loss(model, generator)`` draws a batch and returns its
+    loss; every random draw comes from the one generator seeded with ``seed`` (on the CPU).
+    Under ``torchrun`` the processes train one model on their shards of each batch
+    (:mod:`dmap.parallel`; ``batch_loss`` keeps its rows with :func:`dmap.parallel.shard`)
+    and rank 0 writes.  Returns the EMA copy."""
+    main = parallel.is_main()
     out.mkdir(parents=True, exist_ok=True)
+    model = model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(params, lr=lr)
@@ -76,7 +85,7 @@ def _fit(
     # the loss log restarts from the checkpoint: rows past it are dropped
     log_path = out / "loss.csv"
     rows = log_path.read_text().splitlines()[1 : step + 1] if step and log_path.exists() else []
-    log = log_path.open("w")
+    log = log_path.open("w") if main else open(os.devnull, "w")
     log.write("\n".join(["step,loss,seconds", *rows]) + "\n")
     start = time.perf_counter()
     while step < steps:
@@ -85,6 +94,7 @@ def _fit(
             group["lr"] = lr * min(1.0, (step + 1) / max(1, warmup))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        parallel.average_gradients(params)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         with torch.no_grad():
@@ -92,10 +102,11 @@ def _fit(
                 if p.requires_grad:
                     pe.lerp_(p, 1 - ema_decay)
         step += 1
-        log.write(f"{step},{loss.item():.6f},{time.perf_counter() - start:.1f}\n")
+        value = parallel.mean(loss)
+        log.write(f"{step},{value:.6f},{time.perf_counter() - start:.1f}\n")
         if progress is not None:
-            progress(step, loss.item())
-        if step % checkpoint_every == 0 or step == steps:
+            progress(step, value)
+        if main and (step % checkpoint_every == 0 or step == steps):
             log.flush()
             with atomic_path(ckpt_path) as tmp:
                 torch.save(
@@ -114,9 +125,9 @@ def _fit(
 def _noised(data: Tensor, schedule: Schedule, batch_size: int, gen: torch.Generator):
     """A batch: the indices ``idx`` of training samples ``x0 = data[idx]``, timesteps ``t``,
     noise and ``x_t ~ q(x_t | x0)``."""
-    idx = torch.randint(len(data), (batch_size,), generator=gen)
-    t = torch.randint(schedule.T, (batch_size,), generator=gen)
-    noise = torch.randn((batch_size, *data.shape[1:]), generator=gen)
+    idx = torch.randint(len(data), (batch_size,), generator=gen).to(data.device)
+    t = torch.randint(schedule.T, (batch_size,), generator=gen).to(data.device)
+    noise = randn((batch_size, *data.shape[1:]), gen, data)
     return idx, t, noise, schedule.q_sample(data[idx], t, noise)
 
 
@@ -135,8 +146,9 @@ def train_prior(
     checkpoint_every: int = 500,
     schedule: Schedule | None = None,
     progress: Callable[[int, float], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> Path:
-    """Train an epsilon-predicting :class:`UNet` on ``data [N, C, H, W]`` in [-1, 1]:
+    """Train an epsilon-predicting :class:`UNet` on ``data [N, C, H, W]`` in [-1, 1] (on ``device``):
     ``E ||eps - eps_theta(sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, t)||^2`` (Ho et al. 2020).
 
     Writes ``out/checkpoint.pt`` every ``checkpoint_every`` steps (resumed from if
@@ -155,8 +167,11 @@ def train_prior(
         {"batch_size": batch_size, "lr": lr, "warmup": warmup, "ema_decay": ema_decay, "seed": seed},
     )
 
+    data = data.to(device)
+
     def batch_loss(net: torch.nn.Module, gen: torch.Generator) -> Tensor:
         _, t, noise, x_t = _noised(data, schedule, batch_size, gen)
+        x_t, t, noise = parallel.shard(x_t, t, noise)
         return ((net(x_t, t) - noise) ** 2).mean()
 
     ema = _fit(
@@ -171,8 +186,11 @@ def train_prior(
         seed=seed,
         checkpoint_every=checkpoint_every,
         progress=progress,
+        device=device,
     )
     weights = out / f"{name}.safetensors"
+    if not parallel.is_main():
+        return weights
     save_safetensors(weights, ema.state_dict(), metadata={"steps": str(steps)})
     write_json_atomic(weights.with_suffix(".json"), config.replace(training={**config.training, "steps": steps}).to_dict())
     return weights
@@ -230,17 +248,21 @@ def train_cse(
         "regularized" if latent else condition,
     )
 
+    data = data.to(prior.device)
+
     def pixel_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
         idx, t, noise, x_t = _noised(data, schedule, batch_size, gen)
-        sim = make_task(task, prior.shape, sigma_y=sigma_y, generator=gen)
+        sim = make_task(task, prior.shape, sigma_y=sigma_y, generator=gen).to(data.device)
         cond = adapter_input(sim.operator, sim.simulate(data[idx], gen), condition, sigma_y)
+        x_t, t, noise, cond = parallel.shard(x_t, t, noise, cond)
         return ((prior.net(x_t, t, adapter(x_t, t, cond)) - noise) ** 2).mean()
 
     def latent_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
         """The pairs ``(z0 = E(x0), y = A(x0) + n)``: control image from ``y``, loss on latents."""
         idx, t, noise, z_t = _noised(codes, schedule, batch_size, gen)
-        sim = make_task(task, prior.image_shape, sigma_y=sigma_y, generator=gen)
+        sim = make_task(task, prior.image_shape, sigma_y=sigma_y, generator=gen).to(data.device)
         cond = control_image(sim.operator, sim.simulate(data[idx], gen), sigma_y)
+        z_t, t, noise, cond = parallel.shard(z_t, t, noise, cond)
         return ((ControlNetCSE(prior, adapter, meta).eps(z_t, t, cond) - noise) ** 2).mean()
 
     if latent:
@@ -259,5 +281,7 @@ def train_cse(
             seed=seed,
             checkpoint_every=checkpoint_every,
             progress=progress,
+            device=prior.device,
         )
-    return (ControlNetCSE if latent else CSE)(prior, ema, meta.replace(training={**meta.training, "steps": steps})).save(out)
+    estimator = (ControlNetCSE if latent else CSE)(prior, ema, meta.replace(training={**meta.training, "steps": steps}))
+    return estimator.save(out) if parallel.is_main() else out

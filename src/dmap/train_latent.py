@@ -24,7 +24,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from dmap import parallel
 from dmap.priors.latent import PromptUNet
+from dmap.rng import randn
 from dmap.schedule import Schedule
 from dmap.train import _fit, _noised
 from dmap.utils import save_safetensors, seeded_init, short_sha256, write_json_atomic
@@ -69,8 +71,9 @@ def train_latent_prior(
     ae_config: dict | None = None,
     unet_config: dict | None = None,
     progress: Callable[[int, float], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> Path:
-    """Train the autoencoder (``ae_steps``) and the latent prior (``steps``) on ``data
+    """Train the autoencoder (``ae_steps``) and the latent prior (``steps``) on ``device`` from ``data
     [N, C, H, W]`` in [-1, 1]; writes the diffusers folder ``out`` (plus ``out/dmap.json``:
     data hash, steps, scaling factor) and returns it.  ``progress(step, loss)`` counts the
     steps of both stages (the prior's from ``ae_steps + 1``)."""
@@ -83,16 +86,19 @@ def train_latent_prior(
     training = {"batch_size": batch_size, "lr": lr, "seed": seed}
     stage = (lambda offset: lambda step, loss: progress(offset + step, loss)) if progress else (lambda offset: None)
 
+    data = data.to(device)
+
     def ae_loss(vae: torch.nn.Module, gen: torch.Generator) -> Tensor:
-        x = data[torch.randint(len(data), (batch_size,), generator=gen)]
+        (x,) = parallel.shard(data[torch.randint(len(data), (batch_size,), generator=gen).to(device)])
         post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        (n,) = parallel.shard(randn((batch_size, *post.mean.shape[1:]), gen, post.mean))
+        z = post.mean + post.std * n
         return ((vae.decode(z).sample - x) ** 2).mean() + KL_WEIGHT * post.kl().mean()
 
+    fit = {"lr": lr, "warmup": 200, "ema_decay": 0.999, "seed": seed, "checkpoint_every": checkpoint_every, "device": device}
     vae = _fit(seeded_init(seed, lambda: AutoencoderKL(**ae_config)), ae_loss, out / "vae.run",
                {"autoencoder": ae_config, "data": data_id, "training": training, "kl_weight": KL_WEIGHT},
-               steps=ae_steps, lr=lr, warmup=200, ema_decay=0.999, seed=seed, checkpoint_every=checkpoint_every,
-               progress=stage(0))  # fmt: skip
+               steps=ae_steps, progress=stage(0), **fit)  # fmt: skip
     with torch.no_grad():
         mu = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in data.split(256)])
     scaling = float(1 / mu.std())
@@ -102,12 +108,15 @@ def train_latent_prior(
 
     def prior_loss(net: torch.nn.Module, gen: torch.Generator) -> Tensor:
         _, t, noise, z_t = _noised(latents, schedule, batch_size, gen)
+        z_t, t, noise = parallel.shard(z_t, t, noise)
         return ((net(z_t, t) - noise) ** 2).mean()
 
     empty = torch.zeros(1, 1, unet_config["cross_attention_dim"])
     net = _fit(seeded_init(seed, lambda: PromptUNet(UNet2DConditionModel(**unet_config), empty)), prior_loss, out / "unet.run",
-               {"unet": unet_config, "latents": short_sha256(latents), "training": training}, steps=steps, lr=lr,
-               warmup=200, ema_decay=0.999, seed=seed, checkpoint_every=checkpoint_every, progress=stage(ae_steps))  # fmt: skip
+               {"unet": unet_config, "latents": short_sha256(latents), "training": training}, steps=steps,
+               progress=stage(ae_steps), **fit)  # fmt: skip
+    if not parallel.is_main():
+        return out
     vae.save_pretrained(out / "vae")
     net.unet.save_pretrained(out / "unet")
     save_safetensors(out / "prompt_embedding.safetensors", {"embedding": empty}, metadata={"prompt": "(none: a zero embedding)"})

@@ -47,7 +47,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--channels", type=int, default=32, help="base channel count of the UNet (32)")
     t.add_argument("--seed", type=int, default=0, help="seed of init, batches, timesteps and noise (0)")
     t.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints (500)")
-    add_threads(t)
+    _add_training_device(t)
     t.set_defaults(func=cmd_train)
 
     _cse_parser(sub)
@@ -99,8 +99,29 @@ def _cse_parser(sub) -> None:
     c.add_argument("--seed", type=int, default=0, help="seed of init, batches, masks and noise (0)")
     c.add_argument("--out", required=True, metavar="PATH",
                    help="adapter to write: FILE.safetensors (pixel prior) or a FOLDER (ControlNet of a latent prior)")  # fmt: skip
-    add_threads(c)
+    _add_training_device(c)
     c.set_defaults(func=cmd_train_cse)
+
+
+def _add_training_device(parser) -> None:
+    add_threads(parser)
+    parser.add_argument("--device", help="where training runs: cpu, cuda, cuda:1 (cpu). Data parallel: torchrun "
+                        "--nproc-per-node N -m dmap ... trains one model in N processes (with cuda one GPU each), "
+                        "each on 1/N of every batch")  # fmt: skip
+
+
+def _training_device(args) -> str:
+    """This process's device, after joining a ``torchrun`` process group (:mod:`dmap.parallel`)."""
+    from dmap.parallel import init_data_parallel, rank_world
+
+    try:
+        device = init_data_parallel(args.device) or "cpu"
+        torch.empty(0, device=device)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(f"--device {args.device}: {str(e).splitlines()[0]}") from None
+    if args.batch_size % rank_world()[1]:
+        raise UsageError(f"--batch-size {args.batch_size} must be a multiple of the {rank_world()[1]} torchrun processes")
+    return device
 
 
 def _sd_embed_parser(sub) -> None:
@@ -148,6 +169,7 @@ def cmd_train(args) -> int:
         data = torch.stack(images)
     else:
         data, _ = mnist("train")
+    device = _training_device(args)
     OutputFolder.prepare(args.out)
     if args.latent:
         try:
@@ -156,7 +178,7 @@ def cmd_train(args) -> int:
             raise UsageError("--latent needs diffusers: pip install 'dmap[diffusers]'") from None
         return _run_training(train_latent_prior, "train latent prior", data, args.out, steps=args.steps,
                              total=args.ae_steps + args.steps, ae_steps=args.ae_steps, batch_size=args.batch_size,
-                             lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every)  # fmt: skip
+                             lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every, device=device)  # fmt: skip
     arch = MNIST_ARCHITECTURE.replace(channels=args.channels, groups=min(8, args.channels))
     return _run_training(
         train_prior,
@@ -170,13 +192,16 @@ def cmd_train(args) -> int:
         lr=args.lr,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
+        device=device,
     )
 
 
 def _run_training(train: Callable[..., Path], desc: str, *args, steps: int, total: int | None = None, **kwargs) -> int:
     """Run ``train(*args, steps=steps, progress=..., **kwargs)`` under a progress bar of
-    ``total`` (default ``steps``) steps."""
-    bar = progress_bar(total or steps, desc)
+    ``total`` (default ``steps``) steps (rank 0's, under torchrun)."""
+    from dmap.parallel import is_main
+
+    bar = progress_bar(total or steps, desc, show=is_main())
     try:
         weights = train(
             *args,
@@ -188,7 +213,8 @@ def _run_training(train: Callable[..., Path], desc: str, *args, steps: int, tota
         raise UsageError(str(e)) from None
     finally:
         bar.close()
-    print(f"wrote {weights}")
+    if is_main():
+        print(f"wrote {weights}")
     return 0
 
 
@@ -204,6 +230,7 @@ def cmd_train_cse(args) -> int:
     out = Path(args.out)
     if not args.data and args.images > len(mnist("train")[0]):
         raise UsageError(f"--images {args.images}: the train split has {len(mnist('train')[0])} digits")
+    args.device = _training_device(args)
     prior = load_prior_or_usage(args.prior, args)
     try:
         check_adaptable(prior)
