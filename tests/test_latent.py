@@ -53,6 +53,20 @@ def test_a_stable_diffusion_folder_loads_as_a_latent_prior(sd):
     assert dmap.load_prior(str(folder)).fingerprint() == prior.fingerprint()  # the plain FOLDER form too
 
 
+def test_samples_of_a_latent_prior_are_decoded_images(sd, tmp_path, capsys):
+    from dmap.solvers.sample import sample_prior
+
+    from dmap.cli import main
+
+    folder, prior = sd
+    last = {}
+    x = sample_prior(prior, 3, steps=4, generator=sample_generators(0, 3), callback=last.update)
+    assert last["x"].shape == (3, 4, 8, 8) and x.shape == (3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(x, prior.decode(last["x"]).clamp(-1, 1))
+    assert main(["sample", "--prior", f"sd={folder}", "-n", "2", "--steps", "3", "--out", str(tmp_path / "g.png")]) == 0
+
+
 @pytest.mark.parametrize("method", ["dps", "dsg", "dmap", "daps", "reddiff"])
 def test_methods_for_any_operator_restore_images_and_batch_equals_loop(sd, method):
     _, prior = sd

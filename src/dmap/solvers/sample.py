@@ -25,7 +25,8 @@ def sample_prior(
     generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
-    """``n`` samples ``[n, C, H, W]`` in [-1, 1] from ``prior`` with ``steps`` reverse steps."""
+    """``n`` images ``[n, *prior.image_shape]`` in [-1, 1] sampled from ``prior`` with ``steps``
+    reverse steps (a latent prior's samples decoded, ``D(z)``)."""
     schedule = prior.schedule
     x = randn((n, *prior.shape), generator, torch.empty(0, device=prior.device))
     for i, (t, t_prev) in enumerate(schedule.pairs(steps, spacing)):
@@ -34,4 +35,5 @@ def sample_prior(
         x = mu + sigma * randn(x.shape, generator, x)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
-    return prior.clip(x)
+    with torch.no_grad():
+        return prior.decode(prior.clip(x)).clamp(-1, 1)
