@@ -4,7 +4,8 @@ whole batch from the same generator and keeps its own rows of it (:func:`shard`)
 the backward pass the gradients are averaged over the processes by one all-reduce
 (:func:`average_gradients`).  With equal rows per process the averaged gradient is the
 one a single process computes on the whole batch, so ``N`` processes train the model one
-process would, ``N`` times faster in the network (up to the order of float additions).
+process would (up to the order of float additions), each running the network on ``1/N``
+of every batch.
 
     torchrun --nproc-per-node 4 -m dmap train-cse --prior sd=FOLDER --device cuda ...
 
