@@ -3,14 +3,15 @@ measurements (its own environment: ``pip install deepinv`` brings torch 2.14 and
 torchvision; not part of CI).
 
     python3 -m venv .venv-deepinv && . .venv-deepinv/bin/activate && pip install deepinv && pip install -e .
-    python benchmarks/peers/deepinv_check.py [--images 16] [--steps 100]
+    python benchmarks/peers/deepinv_check.py [--images 16] [--steps 100] [--task inpaint-random]
 
 The shipped `mnist` prior becomes a deepinv denoiser (:func:`dmap.interop.deepinv.denoiser_from_prior`,
 which reproduces dmap's x0_hat at the schedule's noise levels to float precision — see
-tests/test_interop_deepinv.py); ``inpaint-random`` on test digits with sigma_y = 0.05 in
+tests/test_interop_deepinv.py); ``--task`` on test digits with sigma_y = 0.05 in
 [-1, 1] units (0.025 in deepinv's [0, 1]); both libraries get the same mask and the same
 noisy measurements, DDRM the same noise levels (dmap's respaced timesteps), DiffPIR the
-same lambda and zeta.  Writes ``benchmarks/results/peers/deepinv_check.md``.
+same lambda and zeta (and dmap's DiffPIR with its shipped preset for the budget).  ``--task``:
+inpaint-random (default) or inpaint-box.  Writes ``benchmarks/results/peers/deepinv_check_<task>.md``.
 """
 
 from __future__ import annotations
@@ -40,11 +41,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=16)
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--task", choices=["inpaint-random", "inpaint-box"], default="inpaint-random")
     args = ap.parse_args()
     torch.set_num_threads(1)
     prior = dmap.load_prior("mnist")
     x, ids = mnist_spread(args.images)
-    task = dmap.make_task("inpaint-random", prior.shape, sigma_y=0.05, generator=seeded(0))
+    task = dmap.make_task(args.task, prior.shape, sigma_y=0.05, generator=seeded(0))
     op = task.operator
     y = task.simulate(x, generator=[seeded(1, int(i)) for i in ids])
     kept = op.order[: op.y_shape[0]]
@@ -70,9 +72,11 @@ def main() -> None:
             ours = dmap.solve("diffpir", prior, task, y, steps=args.steps, lam=7.0, zeta=0.3, spacing=spacing,
                               generator=gens)  # fmt: skip
             rows[f"diffpir, {spacing} grid"] = (psnr(ours, x).numpy(), theirs.numpy())
+        ours = dmap.solve("diffpir", prior, task, y, nfe=args.steps, generator=gens)  # dmap's preset for the budget
+        rows["diffpir, dmap's preset (deepinv: lambda 7, zeta 0.3)"] = (psnr(ours, x).numpy(), theirs.numpy())
     lines = [
         f"`python benchmarks/peers/deepinv_check.py --images {args.images} --steps {args.steps}` (deepinv "
-        f"{dinv.__version__}, torch {torch.__version__}): inpaint-random, {args.images} test digits, sigma_y = 0.05, "
+        f"{dinv.__version__}, torch {torch.__version__}): {args.task}, {args.images} test digits, sigma_y = 0.05, "
         f"prior mnist, {args.steps} steps; PSNR (dB) mean ± standard error, the difference paired per image.",
         "",
         "| method | dmap | deepinv | dmap − deepinv |",
@@ -81,7 +85,7 @@ def main() -> None:
     for name, (a, b) in rows.items():
         lines.append(f"| {name} | {mean_se(a)} | {mean_se(b)} | {mean_se(a - b, '+')} |")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "deepinv_check.md").write_text("\n".join(lines) + "\n")
+    (OUT / f"deepinv_check_{args.task}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
