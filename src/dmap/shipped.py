@@ -20,6 +20,7 @@ from dmap.operators.nonlinear_blur import NonlinearBlur
 from dmap.operators.tasks import TASKS, register_task
 from dmap.priors.base import Prior
 from dmap.priors.gmm import GaussianMixture, GMMPrior, fit_mixture
+from dmap.priors.latent import LatentPrior
 from dmap.priors.network import NetworkPrior
 from dmap.priors.unet import load_unet_prior
 from dmap.schedule import Schedule
@@ -43,6 +44,15 @@ def cache_dir() -> Path:
 def load_mnist() -> NetworkPrior:
     """``mnist``: the shipped UNet trained on the bundled train digits."""
     return load_unet_prior(asset("mnist.safetensors"), name="mnist")
+
+
+def load_mnist_latent() -> Prior:
+    """``mnist-latent``: the shipped latent prior, a diffusers ``AutoencoderKL`` (4 x 8 x 8
+    latents) and ``UNet2DConditionModel`` trained on the bundled train digits by ``dmap train
+    --latent`` (needs ``dmap[diffusers]``)."""
+    from dmap.priors.diffusers import load_diffusers_prior
+
+    return load_diffusers_prior(asset("mnist-latent"), name="mnist-latent")
 
 
 def load_gmm_mnist(per_class: int = 2, rank: int = 96, floor: float = 1e-3) -> GMMPrior:
@@ -75,6 +85,8 @@ register_task("deblur-nonlinear", _deblur_nonlinear, "Gaussian blur plus a fixed
 PRIORS: dict[str, tuple[Callable[[], Prior], str]] = {
     "gmm-mnist": (load_gmm_mnist, "exact Gaussian mixture (20 components) fitted on the bundled digits, 1 x 32 x 32"),
     "mnist": (load_mnist, "UNet (1.1 M parameters) trained on the bundled digits, 1 x 32 x 32"),
+    "mnist-latent": (load_mnist_latent, "latent diffusion (AutoencoderKL to 4 x 8 x 8, UNet2DConditionModel) trained on "
+                     "the bundled digits, 1 x 32 x 32 images (needs dmap[diffusers])"),
 }
 DEFAULT_PRIOR = "mnist"
 
@@ -142,7 +154,7 @@ def load_prior(name: str = DEFAULT_PRIOR, *, device: str | torch.device | None =
             raise ValueError(f"{name}: give adm=FLAGS.json=FILE")
         label = Path(flags).stem if head == "adm" else head  # the name presets are looked up by
         prior = load_adm_prior(path, read_flags(flags) if head == "adm" else head, name=label, dtype=dt)
-    if isinstance(prior, NetworkPrior):
+    if isinstance(prior, NetworkPrior | LatentPrior):
         prior.dtype = dt
     if gradient_checkpointing:
         nets = [m for m in prior.modules() if getattr(m, "_supports_gradient_checkpointing", False)]
