@@ -2,13 +2,12 @@
 likelihood through the decoder, the estimator a ControlNet), side by side with the pixel
 `mnist` prior.
 
-    python benchmarks/latent_tasks.py --prior runs/mnist-latent [--images 64] [--sigma-y 0.05,0]
+    python benchmarks/latent_tasks.py [--prior mnist-latent] [--images 64] [--sigma-y 0.05,0]
         [--runs equal-nfe:100,1000/equal-steps:250] [--adapters runs/latent-cse] [--workers 1]
-    python benchmarks/latent_tasks.py --prior runs/mnist-latent --table
+    python benchmarks/latent_tasks.py --table
 
-Before it: the prior (`dmap train --latent --out runs/mnist-latent`) and its presets
-(`python benchmarks/tune_presets.py --prior runs/mnist-latent --methods dps,dsg,dmap
---nfe 100,250,1000`, stored under the prior's name).
+The prior is the shipped `mnist-latent` (or a folder from `dmap train --latent`, whose
+presets `python benchmarks/tune_presets.py --prior FOLDER` stores under the folder's name).
 
 1. Adapters: a ControlNet per (task, sigma_y) from 100 train digits (`dmap train-cse`
    into ``ADAPTERS/<task>-sigma<s>/``; one already there is kept).
@@ -84,7 +83,7 @@ def table() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--prior", default="runs/mnist-latent", help="the latent prior's folder")
+    ap.add_argument("--prior", default="mnist-latent", help="the latent prior (mnist-latent or a folder)")
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--sigma-y", default="0.05,0")
     ap.add_argument("--runs", default="equal-nfe:100,1000/equal-steps:250", help="protocol:budgets, separated by /")
