@@ -54,9 +54,8 @@ def test_a_stable_diffusion_folder_loads_as_a_latent_prior(sd):
 
 
 def test_samples_of_a_latent_prior_are_decoded_images(sd, tmp_path, capsys):
-    from dmap.solvers.sample import sample_prior
-
     from dmap.cli import main
+    from dmap.solvers.sample import sample_prior
 
     folder, prior = sd
     last = {}

@@ -85,8 +85,11 @@ register_task("deblur-nonlinear", _deblur_nonlinear, "Gaussian blur plus a fixed
 PRIORS: dict[str, tuple[Callable[[], Prior], str]] = {
     "gmm-mnist": (load_gmm_mnist, "exact Gaussian mixture (20 components) fitted on the bundled digits, 1 x 32 x 32"),
     "mnist": (load_mnist, "UNet (1.1 M parameters) trained on the bundled digits, 1 x 32 x 32"),
-    "mnist-latent": (load_mnist_latent, "latent diffusion (AutoencoderKL to 4 x 8 x 8, UNet2DConditionModel) trained on "
-                     "the bundled digits, 1 x 32 x 32 images (needs dmap[diffusers])"),
+    "mnist-latent": (
+        load_mnist_latent,
+        "latent diffusion (AutoencoderKL to 4 x 8 x 8, UNet2DConditionModel) trained on "
+        "the bundled digits, 1 x 32 x 32 images (needs dmap[diffusers])",
+    ),
 }
 DEFAULT_PRIOR = "mnist"
 
