@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import deepinv as dinv
@@ -37,6 +38,45 @@ def mean_se(v: np.ndarray, sign: str = "") -> str:
     return f"{v.mean():{sign}.2f} ± {v.std(ddof=1) / math.sqrt(len(v)):.2f}"
 
 
+@dataclass
+class Problem:
+    """The shared problem: test digits ``x`` (ids ``ids``), dmap's ``task`` and measurement
+    ``y``, the same measurement as deepinv sees it (``y01``: a masked [0, 1] image, and
+    ``physics``), and the solvers' per-image generators ``gens``."""
+
+    prior: object
+    x: torch.Tensor
+    ids: torch.Tensor
+    task: object
+    y: torch.Tensor
+    y01: torch.Tensor
+    physics: object
+    gens: list
+
+
+def problem(task_name: str, images: int) -> Problem:
+    prior = dmap.load_prior("mnist")
+    x, ids = mnist_spread(images)
+    task = dmap.make_task(task_name, prior.shape, sigma_y=0.05, generator=seeded(0))
+    op = task.operator
+    y = task.simulate(x, generator=[seeded(1, int(i)) for i in ids])
+    y01 = torch.zeros(len(x), 32 * 32)
+    y01[:, op.order[: op.y_shape[0]]] = (y + 1) / 2
+    physics = dinv.physics.Inpainting(img_size=(1, 32, 32), mask=op.mask.float()[None],
+                                      noise_model=dinv.physics.GaussianNoise(sigma=0.025))  # fmt: skip
+    return Problem(prior, x, ids, task, y, y01, physics, [seeded(2, int(i)) for i in ids])
+
+
+def deepinv_ddrm(p: Problem, steps: int) -> torch.Tensor:
+    """PSNR per image of deepinv's DDRM (eta 0.85, eta_b 1) on dmap's uniform grid of ``steps``
+    noise levels."""
+    torch.manual_seed(0)
+    sigmas = np.array([sigma_of(p.prior, t) for t in p.prior.schedule.timesteps(steps)])
+    ddrm = dinv.sampling.DDRM(denoiser_from_prior(p.prior), sigmas=sigmas, eta=0.85, etab=1.0)
+    out = torch.cat([ddrm(p.y01[i : i + 1].reshape(1, 1, 32, 32), p.physics) for i in range(len(p.x))])
+    return psnr(2 * out - 1, p.x)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=16)
@@ -44,26 +84,13 @@ def main() -> None:
     ap.add_argument("--task", choices=["inpaint-random", "inpaint-box"], default="inpaint-random")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    prior = dmap.load_prior("mnist")
-    x, ids = mnist_spread(args.images)
-    task = dmap.make_task(args.task, prior.shape, sigma_y=0.05, generator=seeded(0))
-    op = task.operator
-    y = task.simulate(x, generator=[seeded(1, int(i)) for i in ids])
-    kept = op.order[: op.y_shape[0]]
-    y01 = torch.zeros(len(x), 32 * 32)
-    y01[:, kept] = (y + 1) / 2  # the same measurement as a masked [0, 1] image
-    physics = dinv.physics.Inpainting(img_size=(1, 32, 32), mask=op.mask.float()[None],
-                                      noise_model=dinv.physics.GaussianNoise(sigma=0.025))  # fmt: skip
+    p = problem(args.task, args.images)
+    prior, x, task, y, y01, physics, gens = p.prior, p.x, p.task, p.y, p.y01, p.physics, p.gens
     den = denoiser_from_prior(prior)
-    ts = prior.schedule.timesteps(args.steps)  # DDRM: dmap's uniform grid, given to deepinv as noise levels
-    gens = [seeded(2, int(i)) for i in ids]
     rows = {}
     with torch.no_grad():
         ours = dmap.solve("ddrm", prior, task, y, steps=args.steps, generator=gens)
-        torch.manual_seed(0)
-        ddrm = dinv.sampling.DDRM(den, sigmas=np.array([sigma_of(prior, t) for t in ts]), eta=0.85, etab=1.0)
-        theirs = torch.cat([ddrm(y01[i : i + 1].reshape(1, 1, 32, 32), physics) for i in range(len(x))])
-        rows["ddrm"] = (psnr(ours, x).numpy(), psnr(2 * theirs - 1, x).numpy())
+        rows["ddrm"] = (psnr(ours, x).numpy(), deepinv_ddrm(p, args.steps).numpy())
         torch.manual_seed(0)
         dp = dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), sigma=0.025, max_iter=args.steps, zeta=0.3,
                                    lambda_=7.0)  # fmt: skip

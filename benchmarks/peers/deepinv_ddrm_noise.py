@@ -13,16 +13,13 @@ from __future__ import annotations
 import argparse
 import types
 
-import deepinv as dinv
 import deepinv.sampling.diffusion as deepinv_diffusion
 import numpy as np
 import torch
+from deepinv_check import deepinv_ddrm, problem
 
 import dmap
-from dmap.data import mnist_spread
-from dmap.interop.deepinv import denoiser_from_prior, sigma_of
 from dmap.metrics import psnr
-from dmap.rng import seeded
 
 
 def main() -> None:
@@ -31,32 +28,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    prior = dmap.load_prior("mnist")
-    x, ids = mnist_spread(args.images)
-    task = dmap.make_task("inpaint-box", prior.shape, sigma_y=0.05, generator=seeded(0))
-    op = task.operator
-    y = task.simulate(x, generator=[seeded(1, int(i)) for i in ids])
-    y01 = torch.zeros(len(x), 32 * 32)
-    y01[:, op.order[: op.y_shape[0]]] = (y + 1) / 2
-    physics = dinv.physics.Inpainting(img_size=(1, 32, 32), mask=op.mask.float()[None],
-                                      noise_model=dinv.physics.GaussianNoise(sigma=0.025))  # fmt: skip
-    sigmas = np.array([sigma_of(prior, t) for t in prior.schedule.timesteps(args.steps)])
-
-    def deepinv_ddrm() -> torch.Tensor:
-        torch.manual_seed(0)
-        ddrm = dinv.sampling.DDRM(denoiser_from_prior(prior), sigmas=sigmas, eta=0.85, etab=1.0)
-        out = torch.cat([ddrm(y01[i : i + 1].reshape(1, 1, 32, 32), physics) for i in range(len(x))])
-        return psnr(2 * out - 1, x)
-
+    p = problem("inpaint-box", args.images)
     with torch.no_grad():
-        ours = psnr(dmap.solve("ddrm", prior, task, y, steps=args.steps, generator=[seeded(2, int(i)) for i in ids]), x)
-        rows = {"deepinv DDRM as released": deepinv_ddrm()}
+        ours = psnr(dmap.solve("ddrm", p.prior, p.task, p.y, steps=args.steps, generator=p.gens), p.x)
+        rows = {"deepinv DDRM as released": deepinv_ddrm(p, args.steps)}
         sqrt = np.sqrt
         deepinv_diffusion.np = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
         deepinv_diffusion.np.sqrt = lambda v: 1.0 if v == 2.0 else sqrt(v)
-        rows["deepinv DDRM, noise not divided by sqrt(2)"] = deepinv_ddrm()
+        rows["deepinv DDRM, noise not divided by sqrt(2)"] = deepinv_ddrm(p, args.steps)
         deepinv_diffusion.np = np
-    n = len(x) ** 0.5
+    n = len(p.x) ** 0.5
     print(f"dmap DDRM: {ours.mean():.2f} ± {ours.std() / n:.2f} dB ({args.images} test digits, inpaint-box, {args.steps} steps)")
     for name, v in rows.items():
         d = ours - v
