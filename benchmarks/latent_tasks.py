@@ -16,7 +16,8 @@ presets `python benchmarks/tune_presets.py --prior FOLDER` stores under the fold
    ``--refresh``): dps, dsg, dmap, cse, dps+cse, dmap+cse (DMAP with K = 3 under equal steps).
 3. The table (``benchmarks/results/latent_tasks/table.md``): per (protocol, sigma_y,
    budget, task) DPS's PSNR and each method's paired difference to it, on the latent prior
-   and, where `benchmarks/protocols.py` measured the same cell, on the pixel prior.
+   and, where `benchmarks/protocols.py` measured the same protocol, sigma_y and budget, on
+   the pixel prior.
 """
 
 from __future__ import annotations
@@ -66,9 +67,8 @@ def table() -> str:
     lines = [head, "|---" * (6 + len(METHODS) - 1) + "|"]
     for summary in sorted(OUT.glob("*/*/summary.json")):
         config = json.loads((summary.parent / "manifest.json").read_text())["config"]
-        pixel = RESULTS / "protocols" / summary.parent.parent.name / "summary.json"
-        sources = [("latent", json.loads(summary.read_text()))]
-        sources += [("pixel", json.loads(pixel.read_text()))] if pixel.exists() else []
+        pixel = (RESULTS / "protocols").glob(f"{config['protocol']}-sigma{config['sigma_y']:g}-*/summary.json")
+        sources = [("latent", json.loads(summary.read_text()))] + [("pixel", json.loads(p.read_text())) for p in pixel]
         for budget in config["nfe"]:
             for name, cells in sources:
                 row = {short(c["method"]): c for c in cells if (c["task"], c["nfe_budget"]) == (config["tasks"][0], budget)}
