@@ -4,6 +4,7 @@ likelihood through the decoder, the estimator a ControlNet), side by side with t
 
     python benchmarks/latent_tasks.py [--prior mnist-latent] [--images 64] [--sigma-y 0.05,0]
         [--runs equal-nfe:100,1000/equal-steps:250] [--adapters runs/latent-cse] [--workers 1]
+        [--sides latent,pixel]
     python benchmarks/latent_tasks.py --table
 
 The prior is the shipped `mnist-latent` (or a folder from `dmap train --latent`, whose
@@ -14,10 +15,14 @@ presets `python benchmarks/tune_presets.py --prior FOLDER` stores under the fold
 2. A `dmap bench` per (protocol, sigma_y, task) into
    ``benchmarks/results/latent_tasks/<protocol>-sigma<s>-<budgets>/<task>/`` (resumable,
    ``--refresh``): dps, dsg, dmap, cse, dps+cse, dmap+cse (DMAP with K = 3 under equal steps).
-3. The table (``benchmarks/results/latent_tasks/table.md``): per (protocol, sigma_y,
+3. The pixel side: `benchmarks/protocols.py` runs dps, dmap and their CSE variants on
+   `mnist`; the methods it leaves out (dsg, cse with the shipped adapters) run here into
+   ``benchmarks/results/latent_tasks/pixel/<protocol>-sigma<s>-<budgets>/``, the same test
+   digits and measurements.
+4. The table (``benchmarks/results/latent_tasks/table.md``): per (protocol, sigma_y,
    budget, task) DPS's PSNR and each method's paired difference to it, on the latent prior
-   and, where `benchmarks/protocols.py` measured the same protocol, sigma_y and budget, on
-   the pixel prior.
+   and, where the pixel runs measured the same protocol, sigma_y and budget, on the pixel
+   prior.
 """
 
 from __future__ import annotations
@@ -57,6 +62,16 @@ def run(args, protocol: str, budgets: str, sigma_y: float, task: str) -> Path:
     return out
 
 
+def run_pixel(args, protocol: str, budgets: str, sigma_y: float) -> None:
+    """dsg and cse on the pixel `mnist` prior (the rest of its row is `protocols.py`'s)."""
+    flag = "--nfe" if protocol == "equal-nfe" else "--steps"
+    cmd = ["dmap", "bench", "--prior", "mnist", "--tasks", args.tasks, "--methods", "dsg,cse", "--images", str(args.images),
+           "--protocol", protocol, flag, budgets, "--sigma-y", str(sigma_y), "--workers", str(args.workers), "--out",
+           str(OUT / "pixel" / f"{protocol}-sigma{sigma_y:g}-{budgets.replace(',', '_')}"), "--refresh"]  # fmt: skip
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
 def short(method: str) -> str:
     return method.split("[")[0]
 
@@ -65,10 +80,11 @@ def table() -> str:
     """Markdown: DPS and each method's paired difference to DPS, latent (and pixel) prior."""
     head = "| protocol | sigma_y | budget | task | prior | DPS (dB) | " + " | ".join(m for m in METHODS[1:]) + " |"
     lines = [head, "|---" * (6 + len(METHODS) - 1) + "|"]
-    for summary in sorted(OUT.glob("*/*/summary.json")):
+    for summary in sorted(p for p in OUT.glob("*/*/summary.json") if p.parts[-3] != "pixel"):
         config = json.loads((summary.parent / "manifest.json").read_text())["config"]
-        pixel = (RESULTS / "protocols").glob(f"{config['protocol']}-sigma{config['sigma_y']:g}-*/summary.json")
-        sources = [("latent", json.loads(summary.read_text()))] + [("pixel", json.loads(p.read_text())) for p in pixel]
+        runs = f"{config['protocol']}-sigma{config['sigma_y']:g}-*/summary.json"
+        pixel = sorted((RESULTS / "protocols").glob(runs)) + sorted((OUT / "pixel").glob(runs))
+        sources = [("latent", json.loads(summary.read_text())), ("pixel", [c for p in pixel for c in json.loads(p.read_text())])]
         for budget in config["nfe"]:
             for name, cells in sources:
                 row = {short(c["method"]): c for c in cells if (c["task"], c["nfe_budget"]) == (config["tasks"][0], budget)}
@@ -91,13 +107,16 @@ def main() -> None:
     ap.add_argument("--adapters", default=str(ROOT / "runs" / "latent-cse"))
     ap.add_argument("--adapter-steps", type=int, default=1500, help="training steps of each ControlNet (1500)")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--sides", default="latent,pixel", help="what to run: latent (adapters, benches), pixel (dsg, cse)")
     ap.add_argument("--table", action="store_true", help="only write and print the table")
     args = ap.parse_args()
     if not args.table:
         for spec in args.runs.split("/"):
             protocol, budgets = spec.split(":")
             for sigma_y in map(float, args.sigma_y.split(",")):
-                for task in args.tasks.split(","):
+                if "pixel" in args.sides:
+                    run_pixel(args, protocol, budgets, sigma_y)
+                for task in args.tasks.split(",") if "latent" in args.sides else []:
                     run(args, protocol, budgets, sigma_y, task)
     text = table()
     OUT.mkdir(parents=True, exist_ok=True)
