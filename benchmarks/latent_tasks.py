@@ -80,7 +80,9 @@ def table() -> str:
     """Markdown: DPS and each method's paired difference to DPS, latent (and pixel) prior."""
     head = "| protocol | sigma_y | budget | task | prior | DPS (dB) | " + " | ".join(m for m in METHODS[1:]) + " |"
     lines = [head, "|---" * (6 + len(METHODS) - 1) + "|"]
-    for summary in sorted(p for p in OUT.glob("*/*/summary.json") if p.parts[-3] != "pixel"):
+    order = {t: i for i, t in enumerate(PAPER_TASKS)}
+    found = [p for p in OUT.glob("*/*/summary.json") if p.parts[-3] != "pixel"]
+    for summary in sorted(found, key=lambda p: (p.parts[-3], order.get(p.parts[-2], len(order)), p.parts[-2])):
         config = json.loads((summary.parent / "manifest.json").read_text())["config"]
         runs = f"{config['protocol']}-sigma{config['sigma_y']:g}-*/summary.json"
         pixel = sorted((RESULTS / "protocols").glob(runs)) + sorted((OUT / "pixel").glob(runs))
