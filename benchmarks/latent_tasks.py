@@ -49,27 +49,29 @@ def adapter(args, task: str, sigma_y: float) -> Path:
     return path
 
 
-def run(args, protocol: str, budgets: str, sigma_y: float, task: str) -> Path:
-    cse = adapter(args, task, sigma_y)
-    methods = [f"{m}[cse={cse}]" if "cse" in m else m for m in METHODS]
-    out = OUT / f"{protocol}-sigma{sigma_y:g}-{budgets.replace(',', '_')}" / task
+def folder(protocol: str, budgets: str, sigma_y: float) -> str:
+    return f"{protocol}-sigma{sigma_y:g}-{budgets.replace(',', '_')}"
+
+
+def bench(args, prior: str, tasks: str, methods: list[str], protocol: str, budgets: str, sigma_y: float, out: Path) -> None:
+    """One resumable `dmap bench` (``--refresh``: cells whose settings changed are solved again)."""
     flag = "--nfe" if protocol == "equal-nfe" else "--steps"
-    cmd = ["dmap", "bench", "--prior", args.prior, "--tasks", task, "--methods", ",".join(methods), "--images",
-           str(args.images), "--protocol", protocol, flag, budgets, "--sigma-y", str(sigma_y), "--workers",
-           str(args.workers), "--out", str(out), "--refresh"]  # fmt: skip
+    cmd = ["dmap", "bench", "--prior", prior, "--tasks", tasks, "--methods", ",".join(methods), "--images", str(args.images),
+           "--protocol", protocol, flag, budgets, "--sigma-y", str(sigma_y), "--workers", str(args.workers), "--out",
+           str(out), "--refresh"]  # fmt: skip
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
-    return out
+
+
+def run(args, protocol: str, budgets: str, sigma_y: float, task: str) -> None:
+    cse = adapter(args, task, sigma_y)
+    methods = [f"{m}[cse={cse}]" if "cse" in m else m for m in METHODS]
+    bench(args, args.prior, task, methods, protocol, budgets, sigma_y, OUT / folder(protocol, budgets, sigma_y) / task)
 
 
 def run_pixel(args, protocol: str, budgets: str, sigma_y: float) -> None:
     """dsg and cse on the pixel `mnist` prior (the rest of its row is `protocols.py`'s)."""
-    flag = "--nfe" if protocol == "equal-nfe" else "--steps"
-    cmd = ["dmap", "bench", "--prior", "mnist", "--tasks", args.tasks, "--methods", "dsg,cse", "--images", str(args.images),
-           "--protocol", protocol, flag, budgets, "--sigma-y", str(sigma_y), "--workers", str(args.workers), "--out",
-           str(OUT / "pixel" / f"{protocol}-sigma{sigma_y:g}-{budgets.replace(',', '_')}"), "--refresh"]  # fmt: skip
-    print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    bench(args, "mnist", args.tasks, ["dsg", "cse"], protocol, budgets, sigma_y, OUT / "pixel" / folder(protocol, budgets, sigma_y))
 
 
 def short(method: str) -> str:
