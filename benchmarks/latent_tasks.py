@@ -3,7 +3,7 @@ likelihood through the decoder, the estimator a ControlNet), side by side with t
 `mnist` prior.
 
     python benchmarks/latent_tasks.py [--prior mnist-latent] [--images 64] [--sigma-y 0.05,0]
-        [--runs equal-nfe:100,1000/equal-steps:250] [--adapters runs/latent-cse] [--workers 1]
+        [--runs equal-nfe:100/equal-steps:250] [--adapters runs/latent-cse] [--workers 1]
         [--sides latent,pixel]
     python benchmarks/latent_tasks.py --table
 
@@ -106,7 +106,7 @@ def main() -> None:
     ap.add_argument("--prior", default="mnist-latent", help="the latent prior (mnist-latent or a folder)")
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--sigma-y", default="0.05,0")
-    ap.add_argument("--runs", default="equal-nfe:100,1000/equal-steps:250", help="protocol:budgets, separated by /")
+    ap.add_argument("--runs", default="equal-nfe:100/equal-steps:250", help="protocol:budgets, separated by /")
     ap.add_argument("--tasks", default=",".join(PAPER_TASKS))
     ap.add_argument("--adapters", default=str(ROOT / "runs" / "latent-cse"))
     ap.add_argument("--adapter-steps", type=int, default=1500, help="training steps of each ControlNet (1500)")
