@@ -189,8 +189,8 @@ def test_prior_task_shape_mismatch(tiny):
         solve("dps", prior, task, torch.zeros(1, 1, 2, 2))
 
 
-@pytest.mark.parametrize("method", BASIC)
-def test_guided_methods_move_towards_the_exact_posterior_mean(method):
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m in ("dps", "dsg") else m for m in BASIC])
+def test_guided_methods_move_towards_the_exact_posterior_mean(method):  # (dps, dsg: 100 steps of 64 samples, ~35 s each)
     """For one measurement of a mixture prior, the mean of 64 restorations lies measurably
     closer to the exact posterior mean than the mean of 64 unconditional samples does
     (measured ratios: dps 0.05, dsg 0.14, dmap 0.03, diffpir 0.53, pigdm 0.49, daps 0.51,

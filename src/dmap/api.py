@@ -18,6 +18,7 @@ from dmap.priors.latent import ThroughDecoder
 from dmap.rng import Generators
 from dmap.solvers import Options, get_method
 from dmap.solvers.common import Callback
+from dmap.utils import torch_threads
 
 
 def unsuited(method: str, task: Task, options: Options | None = None, prior: Prior | None = None) -> str | None:
@@ -102,6 +103,7 @@ def solve(
     cse: CSE | None = None,
     presets: Table | None = None,
     nfe: int | None = None,
+    threads: int | None = 1,
     **options: Any,
 ) -> Tensor:
     """Restore ``x`` from ``y = A(x) + n`` with ``method`` on ``prior``; returns ``x0`` in
@@ -110,6 +112,11 @@ def solve(
     shipped ones, :func:`dmap.presets.load_presets`), then the method's defaults; ``nfe``
     sets the budget in network evaluations per image instead of ``steps``.  Pass
     one generator per image (``dmap.rng.sample_generators``) to make a batch equal to its
-    images solved one by one.  See :func:`run_method` for ``cse`` and the errors."""
+    images solved one by one.  ``threads``: torch CPU threads while solving (default 1,
+    as the CLI: on the shipped 32 x 32 priors extra threads gain little on an idle machine
+    and lose several-fold on a busy one, ``benchmarks/api_threads.py``; ``None`` keeps
+    torch's setting, e.g. for large images on a CPU).  See :func:`run_method` for ``cse``
+    and the errors."""
     opts = resolve_options(method, prior.name, task.name, presets=presets, nfe=nfe, **options)
-    return run_method(method, prior, task, y, opts, generator=generator, callback=callback, cse=cse)
+    with torch_threads(threads):
+        return run_method(method, prior, task, y, opts, generator=generator, callback=callback, cse=cse)

@@ -48,6 +48,8 @@ def mnist_spread(n: int, split: str = "test") -> tuple[Tensor, Tensor]:
     """``n`` digits of ``split`` evenly spaced over it (so every class appears) and their
     indices into the split: the fixed evaluation sets of the demo and the benchmarks."""
     x, _ = mnist(split)
+    if n > len(x):  # (repeated digits would count as independent images)
+        raise ValueError(f"the {split} split holds {len(x)} digits, {n} asked for")
     ids = torch.linspace(0, len(x) - 1, n).round().long()
     return x[ids], ids
 
@@ -94,21 +96,52 @@ def list_images(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def load_image(path: str | Path) -> Tensor:
-    """An image file as ``[C, H, W]`` float32 in [-1, 1]; C = 1 for grey images,
-    3 for colour (alpha dropped)."""
+def load_image(path: str | Path, notes: list[str] | None = None) -> Tensor:
+    """An image file as ``[C, H, W]`` float32 in [-1, 1]; C = 1 for grey images, 3 for
+    colour (palette and other colour modes converted to RGB).
+
+    Grey levels keep their depth: 8-bit by 255, 16-bit (``I;16``, or ``I`` within
+    0..65535) by 65535; floating-point images are read as intensities in [0, 1] and
+    refused outside.  An alpha channel that is not fully opaque is composited onto black
+    and a line saying so is appended to ``notes`` (when given).  Raises ``ValueError``
+    naming the file for anything unreadable or out of range."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            grey = im.mode in ("1", "L", "LA", "I", "I;16", "F")
-            arr = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
+            arr = _pixels(im, str(path), notes)
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"{path}: not a readable image ({e.__class__.__name__})") from None
     x = torch.from_numpy(arr)
     x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1)
     return from_unit(x)
+
+
+def _pixels(im, path: str, notes: list[str] | None) -> np.ndarray:
+    """``im``'s pixels as float32 in [0, 1], ``[H, W]`` (grey) or ``[H, W, 3]``."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im).astype(np.float64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError(f"{path}: integer image with values outside 0..65535 ({a.min():.0f}..{a.max():.0f})")
+        return (a / 65535).astype(np.float32)
+    if im.mode == "F":
+        a = np.array(im, dtype=np.float32)
+        if not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1):
+            raise ValueError(f"{path}: floating-point image with values outside [0, 1]; dmap reads them as intensities in [0, 1]")
+        return a
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    grey = im.mode in ("1", "L", "LA")
+    if im.mode in ("LA", "RGBA", "PA"):
+        alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0
+        a = np.asarray(im.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
+        if alpha.min() < 1:
+            if notes is not None:
+                notes.append(f"{path}: {(alpha < 1).mean():.0%} of the pixels are transparent: composited onto black")
+            a = a * (alpha if grey else alpha[..., None])
+        return a
+    return np.asarray(im.convert("L" if grey else "RGB"), dtype=np.float32) / 255.0
 
 
 def to_uint8(x: Tensor) -> np.ndarray:
@@ -130,11 +163,16 @@ def load_kernel(path: str | Path) -> Tensor:
     path = Path(path)
     if path.suffix.lower() == ".npy":
         try:
-            k = np.load(path, allow_pickle=False)
+            with path.open("rb") as f:
+                is_npy = f.read(6) == b"\x93NUMPY"
+            k = np.load(path, allow_pickle=False) if is_npy else None
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: no such file") from None
         except (OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable .npy array ({e.__class__.__name__})") from None
+            why = "it holds Python objects (a pickle), which dmap never loads" if "allow_pickle" in str(e) else str(e)
+            raise ValueError(f"{path}: not a readable .npy array: {why}") from None
+        if k is None:
+            raise ValueError(f"{path}: not a .npy file (write the kernel with numpy.save)")
         if k.dtype.kind not in "fiub":
             raise ValueError(f"{path}: the kernel must hold numbers, not {k.dtype}")
         return torch.from_numpy(k.astype(np.float64))

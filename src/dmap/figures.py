@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,8 @@ def grid(
     from PIL import Image, ImageDraw
 
     n_cols = max(len(r) for r in rows)
-    left = 8 + 7 * max((len(s) for s in row_labels), default=0) if row_labels else 0
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = 8 + round(max((measure.textlength(s) for s in row_labels), default=-8))
     top = 16 if col_labels else 0
     canvas = Image.new("RGB", (left + n_cols * (cell + pad) + pad, top + len(rows) * (cell + pad) + pad), "white")
     draw = ImageDraw.Draw(canvas)
@@ -49,7 +51,7 @@ def _axes(title: str, xlabel: str, ylabel: str, size: tuple[float, float]):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=size, dpi=110, layout="constrained")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, width=int(11 * size[0])), fontsize=10)  # (a long title wraps instead of being cut)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
@@ -121,7 +123,8 @@ def bar_chart(
         ax.bar_label(bars, fmt="%.3g", fontsize=7)
         if not grouped:
             break
+    ax.margins(y=0.12)  # room above the tallest bar for its label
     if grouped:
         ax.set_xticks(x, list(groups), fontsize=8)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the axes, never over a bar
     _save(fig, path)

@@ -24,7 +24,7 @@ from dmap.priors.base import Prior
 from dmap.priors.unet import PriorConfig, UNet, UNetConfig
 from dmap.rng import randn
 from dmap.schedule import Schedule
-from dmap.utils import atomic_path, frozen, save_safetensors, seeded_init, short_sha256, write_json_atomic
+from dmap.utils import atomic_path, frozen, plain_name, save_safetensors, seeded_init, short_sha256, write_json_atomic
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -157,6 +157,7 @@ def train_prior(
     schedule, data hash, training settings).  ``progress(step, loss)`` is called each step.
     Returns the weights path."""
     out = Path(out)
+    plain_name(name)  # (the weights go into out, nowhere else)
     schedule = schedule or Schedule.linear()
     arch = architecture.replace(in_channels=data.shape[1], size=data.shape[2])
     config = PriorConfig(

@@ -34,6 +34,8 @@ def _device(device: str | None, local_rank: int) -> str:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError("device cuda: no CUDA device visible to this torch")
         return f"cuda:{local_rank % torch.cuda.device_count()}"
     return device
 

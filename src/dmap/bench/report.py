@@ -143,11 +143,12 @@ def _plots(out: Path, config, summary: list[dict]) -> list[Path]:
 
 
 def _grids(bench, out: Path, config) -> list[Path]:
-    """grid_<task>.png: truth, measurement and each method's restorations of the first batch."""
+    """grid_<task>.png: truth, measurement and each method's restorations of the first batch
+    (up to 16 images)."""
     from dmap.bench.store import outputs_path
     from dmap.figures import grid
 
-    n_show = min(6, config.images, config.batch_size)
+    n_show = min(16, config.images, config.batch_size)
     written = []
     for t in config.tasks:
         task, y = bench.task(t)

@@ -71,7 +71,7 @@ class Bench:
             else:
                 (self.x, ids), self.names = mnist_spread(config.images, config.split), None
         except (ValueError, FileNotFoundError) as e:
-            raise BenchError(f"--data {config.data}: {e}") from None
+            raise BenchError(f"--data {config.data}: {e}" if config.data else f"--images {config.images}: {e}") from None
         self.ids = ids.tolist()
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from dmap.cli.common import (
     budget_list,
     check_names,
     check_suited,
+    device_name,
     load_cse_or_usage,
     load_prior_or_usage,
     nonnegative,
@@ -76,7 +78,7 @@ def _bench_parser(sub) -> None:
     b.add_argument("--mask", metavar="FILE", help="an inpainting mask image (white = observed) for the inpaint tasks")
     b.add_argument("--workers", type=positive_int, default=1, help="processes sharing the work (1)")
     add_threads(b)
-    b.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    b.add_argument("--device", type=device_name, help="cpu or cuda (default: cuda when available)")
     b.add_argument(
         "--dtype",
         choices=["float32", "bfloat16", "float16"],
@@ -170,6 +172,8 @@ def cmd_tune(args) -> int:
     from dmap.tune import tunable, tune, tune_budgets
 
     check_names(args.prior, args.task, args.method)
+    if args.cse and not METHODS[args.method].uses_cse:
+        raise UsageError(f"--cse applies to the cse methods only, not {args.method}")
     if args.method not in tunable():
         raise UsageError(f"{args.method} has no step size to tune; choose from {', '.join(tunable())}")
     if args.around is not None and args.around not in PRIORS:
@@ -205,6 +209,17 @@ def cmd_tune(args) -> int:
         chosen, trials, by_steps = tune_budgets(prior, task, args.method, x, y, nfe=args.nfe, around=around, log=show, cse=cse)
     else:
         chosen, trials = tune(prior, task, args.method, x, y, nfe=args.nfe, around=around, log=show, cse=cse)
+    note = _tune_note(args, trials, by_steps)
+    write_preset(out, prior.name, args.task, args.method, chosen, note, by_steps)
+    if args.json:
+        print(json.dumps({"chosen": chosen.to_dict(), "by_steps": by_steps, "trials": trials}))
+    else:
+        print(_chosen_line(chosen, trials, by_steps, args) + f"; wrote {out}")
+    return 0
+
+
+def _tune_note(args, trials: list[dict], by_steps: dict | None) -> str:
+    """The provenance a tuned preset carries: the command and its best score."""
     budgets = ",".join(map(str, args.nfe))
     command = (
         f"dmap tune --prior {args.prior} --task {args.task} --method {args.method} --images {args.images} "
@@ -213,15 +228,23 @@ def cmd_tune(args) -> int:
         + f" --cse {args.cse}" * bool(args.cse)
         + f" --data {args.data}" * bool(args.data)
     )
-    note = (
+    return (
         f"{command}: {args.images} train digits, {budgets} network evaluations per image, best mean PSNR "
         f"{max(t['psnr'] for t in trials if 'budget_only' not in t):.2f} dB over {len(trials)} trials"
         + f"; best step size per number of steps {by_steps}"
         * bool(by_steps)
     )
-    write_preset(out, prior.name, args.task, args.method, chosen, note, by_steps)
-    if args.json:
-        print(json.dumps({"chosen": chosen.to_dict(), "by_steps": by_steps, "trials": trials}))
-    else:
-        print(f"chose {chosen.to_dict()}" + f", by steps {by_steps}" * bool(by_steps) + f"; wrote {out}")
-    return 0
+
+
+def _chosen_line(chosen, trials: list[dict], by_steps: dict | None, args) -> str:
+    """``tune``'s result in words: the searched options, the score, the per-steps values."""
+    strength = type(chosen).strength()
+    searched = [strength] + [f.name for f in dataclasses.fields(chosen) if "choices" in f.metadata]
+    values = ", ".join(f"{name.replace('_', ' ')} {getattr(chosen, name):g}" for name in searched)
+    best = max(t["psnr"] for t in trials if "budget_only" not in t)
+    line = f"chose {values}: {best:.2f} dB mean PSNR on {args.images} train images at {','.join(map(str, args.nfe))} evaluations"
+    if by_steps:
+        line += f"; best {strength.replace('_', ' ')} by number of steps: " + ", ".join(
+            f"{k} -> {v:g}" for k, v in by_steps.items()
+        )
+    return line

@@ -21,7 +21,7 @@ from dmap.bench.specs import BenchError, parse_assignments
 from dmap.progress import progress_bar  # noqa: F401  (re-exported for the subcommands)
 from dmap.shipped import DEFAULT_PRIOR, PRIOR_FORMS, PRIORS, prior_form
 from dmap.solvers import METHODS
-from dmap.utils import WeightsError
+from dmap.utils import WeightsError, plain_name
 
 EXIT_CODES = (
     "exit codes: 0 success; 1 the solve failed (NaN/Inf or a diverged restoration: lower the step size); "
@@ -78,6 +78,14 @@ def positive_int(text: str) -> int:
     return v
 
 
+def file_name(text: str) -> str:
+    """A plain file name, no folders (argparse type; :func:`dmap.utils.plain_name`)."""
+    try:
+        return plain_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def positive_float(text: str) -> float:
     v = finite(text)
     if v <= 0:
@@ -97,19 +105,23 @@ def task_from_args(args: argparse.Namespace, shape: tuple[int, ...]):
         noise = GaussianNoise(args.sigma_y)
     else:
         noise = PoissonGaussianNoise(photons, args.sigma_y) if args.sigma_y > 0 else PoissonNoise(photons)
+    kernel = _load_file("--kernel", load_kernel, getattr(args, "kernel", None))
+    mask = _load_file("--mask", load_mask, getattr(args, "mask", None))
     try:
-        kernel = load_kernel(args.kernel) if getattr(args, "kernel", None) else None
-        mask = load_mask(args.mask) if getattr(args, "mask", None) else None
         return dmap.make_task(args.task, shape, noise=noise, generator=seeded(args.seed), kernel=kernel, mask=mask)
-    except (ValueError, FileNotFoundError) as e:
-        where = (
-            f"--kernel {args.kernel}: "
-            if getattr(args, "kernel", None)
-            else f"--mask {args.mask}: "
-            if getattr(args, "mask", None)
-            else ""
-        )
+    except ValueError as e:
+        where = f"--kernel {args.kernel}: " if kernel is not None else f"--mask {args.mask}: " if mask is not None else ""
         raise UsageError(f"{where}{e}") from None
+
+
+def _load_file(flag: str, loader, path: str | None):
+    """``loader(path)`` (None without a path); its error, which names the file, as a :class:`UsageError`."""
+    if not path:
+        return None
+    try:
+        return loader(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(f"{flag} {e}") from None
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
@@ -127,8 +139,30 @@ def add_prior(parser: argparse.ArgumentParser, default: str = DEFAULT_PRIOR, emb
                             help="empty-prompt embedding of --prior sd=FOLDER (FOLDER/prompt_embedding.safetensors)")  # fmt: skip
 
 
+def device_name(text: str) -> str:
+    """``--device``: a device that this torch has and this machine shows (argparse type)."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = (
+                "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, but no GPU is visible"
+            )
+            raise argparse.ArgumentTypeError(f"{text}: no CUDA device (torch {torch.__version__} is {build}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine shows {torch.cuda.device_count()} CUDA devices")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: no MPS device here; use --device cpu")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text}: dmap runs on cpu, cuda or mps")
+    return text
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", help="where the network runs: cpu, cuda, cuda:1, mps (default: cpu)")
+    parser.add_argument("--device", type=device_name, help="where the network runs: cpu, cuda, cuda:1, mps (default: cpu)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
                         help="precision of the network (autocast); the solver's arithmetic stays float32 (float32)")  # fmt: skip
 

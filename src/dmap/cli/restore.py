@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -121,14 +122,13 @@ def _demo_parser(sub) -> None:
 
 
 def cmd_list(args) -> int:
-    for name, (_, desc) in PRIORS.items():
-        print(f"prior   {name:16s} {desc}")
-    for name, desc in PRIOR_FORMS.items():
-        print(f"prior   {name:16s} {desc}")
-    for name, spec in dmap.TASKS.items():
-        print(f"task    {name:16s} {spec.description}")
-    for name, m in METHODS.items():
-        print(f"method  {name:16s} {m.description}")
+    rows = [("prior", name, desc) for name, (_, desc) in PRIORS.items()]
+    rows += [("prior", name, desc) for name, desc in PRIOR_FORMS.items()]
+    rows += [("task", name, spec.description) for name, spec in dmap.TASKS.items()]
+    rows += [("method", name, m.description) for name, m in METHODS.items()]
+    width = max(len(name) for _, name, _ in rows)
+    for kind, name, desc in rows:
+        print(f"{kind:7s} {name:{width}s}  {desc}")
     return 0
 
 
@@ -161,12 +161,14 @@ def _load_inputs(args, prior, op) -> tuple[list[Path], torch.Tensor]:
     if args.observed and (len(op.y_shape) != 3 or not op.linear or op.y_shape[0] != prior.image_shape[0]):
         raise UsageError(f"--observed needs a task whose measurement is an image (sr4, deblur-*), not {args.task}")
     target, what = (op.y_shape, f"the {args.task} measurement") if args.observed else (prior.image_shape, f"prior {args.prior}")
-    images = []
+    images, notes = [], []
     for p in paths:
         try:
-            images.append(fit_image(load_image(p), target, args.resize, p, what))
+            images.append(fit_image(load_image(p, notes), target, args.resize, p, what))
         except ValueError as e:
             raise UsageError(str(e)) from None
+    for note in notes:
+        print(f"dmap: note: {note}", file=sys.stderr)
     return paths, torch.stack(images)
 
 
@@ -221,30 +223,38 @@ def _write(args, out, paths, truth, y, op, options, items, results, seconds) -> 
             cell=96,
             col_labels=([] if truth is None else ["truth"]) + ["measurement"] + labels,
         )
-        if args.json:
-            rec = {
-                "input": str(path),
-                "task": args.task,
-                "method": args.method,
-                "prior": args.prior,
-                "steps": options.steps,
-                "nfe": options.nfe(),
-                "sigma_y": args.sigma_y,
-                "seed": args.seed,
-                "options": options.to_dict(),
-                "psnr": None,
-                "ssim": None,
-                "psnr_samples": None,
-                "seconds": float(seconds[mine].sum()),
-                "output": str(names[0]),
-                "outputs": [str(n) for n in names],
-            }
-            if truth is not None:
-                ref = truth[i : i + 1].expand_as(restored)
-                rec["psnr_samples"] = [round(float(v), 4) for v in psnr(restored, ref)]
-                rec["psnr"] = round(float(psnr(restored, ref).mean()), 4)
-                rec["ssim"] = round(float(ssim(restored, ref).mean()), 4)
-            print(json.dumps(rec), flush=True)
+        rec = {
+            "input": str(path),
+            "task": args.task,
+            "method": args.method,
+            "prior": args.prior,
+            "steps": options.steps,
+            "nfe": options.nfe(),
+            "sigma_y": args.sigma_y,
+            "seed": args.seed,
+            "options": options.to_dict(),
+            "psnr": None,
+            "ssim": None,
+            "psnr_samples": None,
+            "seconds": float(seconds[mine].sum()),
+            "output": str(names[0]),
+            "outputs": [str(n) for n in names],
+        }
+        if truth is not None:
+            ref = truth[i : i + 1].expand_as(restored)
+            rec["psnr_samples"] = [round(float(v), 4) for v in psnr(restored, ref)]
+            rec["psnr"] = round(float(psnr(restored, ref).mean()), 4)
+            rec["ssim"] = round(float(ssim(restored, ref).mean()), 4)
+        print(json.dumps(rec) if args.json else _summary_line(rec, args.samples), flush=True)
+
+
+def _summary_line(rec: dict, samples: int) -> str:
+    """One line per input: what was written and the headline number."""
+    score = (
+        "" if rec["psnr"] is None else f"PSNR {rec['psnr']:.2f} dB, SSIM {rec['ssim']:.3f}" + " (mean of samples)" * (samples > 1)
+    )
+    wrote = rec["output"] if samples == 1 else f"{samples} restorations ({rec['output']}, ...)"
+    return f"{rec['input']}: {score}{', ' * bool(score)}{rec['seconds']:.1f} s; wrote {wrote}"
 
 
 def cmd_restore(args) -> int:
@@ -297,9 +307,9 @@ def cmd_demo(args) -> int:
                 callback=lambda info, bar=bar: bar.update(1),
             )
             bar.close()
-            rows.append(list(xhat))
-            labels.append(f"{name}: {method}")
             scores.append(float(psnr(xhat, x).mean()))
+            rows.append(list(xhat))
+            labels.append(f"{name}: {method}, {scores[-1]:.2f} dB")
         print(f"{name:16s}" + "".join(f"{s:8.2f}" for s in scores), flush=True)
     from dmap.figures import grid
 

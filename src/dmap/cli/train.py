@@ -16,6 +16,8 @@ from dmap.cli.common import (
     add_prior,
     add_threads,
     check_names,
+    device_name,
+    file_name,
     finite,
     load_prior_or_usage,
     nonnegative,
@@ -40,7 +42,7 @@ def add_parsers(sub) -> None:
                    "written as a diffusers folder OUT (vae/, unet/, scheduler/; needs dmap[diffusers])")  # fmt: skip
     t.add_argument("--ae-steps", type=positive_int, default=4000, help="autoencoder steps of --latent (4000)")
     t.add_argument("--data", help="folder of training images (default: the bundled train digits)")
-    t.add_argument("--name", default="prior", help="name of the weights file and of the prior (prior)")
+    t.add_argument("--name", type=file_name, default="prior", help="name of the weights file and of the prior (prior)")
     t.add_argument("--steps", type=int, default=12000, help="optimizer steps (12000)")
     t.add_argument("--batch-size", type=int, default=64, help="batch size (64)")
     t.add_argument("--lr", type=finite, default=3e-4, help="Adam learning rate (3e-4)")
@@ -105,7 +107,7 @@ def _cse_parser(sub) -> None:
 
 def _add_training_device(parser) -> None:
     add_threads(parser)
-    parser.add_argument("--device", help="where training runs: cpu, cuda, cuda:1 (cpu). Data parallel: torchrun "
+    parser.add_argument("--device", type=device_name, help="where training runs: cpu, cuda, cuda:1 (cpu). Data parallel: torchrun "
                         "--nproc-per-node N -m dmap ... trains one model in N processes (with cuda one GPU each), "
                         "each on 1/N of every batch")  # fmt: skip
 
