@@ -72,5 +72,6 @@ def cmd_analyze(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"wrote {out / 'analysis.json'} and figures")
+        spread = ", ".join(f"{m} {d['pixel_std']:.3f}" for m, d in result["diversity"].items())
+        print(f"wrote {out / 'analysis.json'} and figures; per-pixel std of the restorations: {spread}")
     return 0

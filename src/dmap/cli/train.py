@@ -204,19 +204,21 @@ def _run_training(train: Callable[..., Path], desc: str, *args, steps: int, tota
     from dmap.parallel import is_main
 
     bar = progress_bar(total or steps, desc, show=is_main())
+    last = {}
+
+    def progress(step: int, loss: float) -> None:
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        last["loss"] = loss
+
     try:
-        weights = train(
-            *args,
-            steps=steps,
-            **kwargs,
-            progress=lambda step, loss: (bar.update(step - bar.n), bar.set_postfix(loss=f"{loss:.4f}")),
-        )
+        weights = train(*args, steps=steps, **kwargs, progress=progress)
     except ValueError as e:
         raise UsageError(str(e)) from None
     finally:
         bar.close()
     if is_main():
-        print(f"wrote {weights}")
+        print(f"wrote {weights}" + (f" (last batch loss {last['loss']:.4f})" if last else " (already trained: nothing to do)"))
     return 0
 
 
@@ -288,5 +290,5 @@ def cmd_sample(args) -> int:
         import numpy as np
 
         np.savez_compressed(args.npz, samples=x.numpy(), prior=args.prior, steps=args.steps, seed=args.seed)
-    print(f"wrote {out}")
+    print(f"wrote {out}" + f" and {args.npz}" * bool(args.npz) + f" ({args.n} samples of {args.prior}, {args.steps} steps)")
     return 0
