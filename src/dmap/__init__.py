@@ -11,12 +11,14 @@ The stable API::
 from dmap.api import run_method, solve
 from dmap.operators import TASKS, make_task
 from dmap.presets import load_presets, resolve_options
+from dmap.priors.denoiser import from_denoiser
 from dmap.shipped import DEFAULT_PRIOR, PRIORS, load_prior
 from dmap.solvers import METHODS
 
 __version__ = "0.4.0"
 __all__ = [
     "load_prior",
+    "from_denoiser",
     "make_task",
     "solve",
     "run_method",
