@@ -27,12 +27,12 @@ import time
 import torch
 
 from common import RESULTS
+from dmap.api import run_method
 from dmap.operators import make_task
 from dmap.presets import resolve_options
 from dmap.priors.adm import ADM_CONFIGS, ADMUNet
 from dmap.priors.network import NetworkPrior, parse_dtype
 from dmap.rng import sample_generators, seeded
-from dmap.solvers import get_method
 from dmap.utils import seeded_init
 
 
@@ -84,7 +84,7 @@ def step_seconds(method: str, prior, task, y, steps: int, reps: int, device) -> 
                 raise _Stop
 
         try:
-            get_method(method).fn(prior, task.operator, y, opts, generator=sample_generators(2, len(y)), callback=stop)
+            run_method(method, prior, task, y, opts, generator=sample_generators(2, len(y)), callback=stop)
         except _Stop:
             pass
 

@@ -137,6 +137,7 @@ def test_dps_implied_score_reproduces_the_dps_step():
     """The implied score s - zeta sqrt(alpha') / beta' g, put into the ancestral mean
     (x_t + beta' s) / sqrt(alpha'), gives DPS's update mu(x_t, x0_hat) - zeta g: a wrong
     sign or factor in dps_score fails here."""
+    from dmap.operators.physics import Physics
     from dmap.solvers.common import measurement_grad
 
     m, A, y, _, post = problem(3)
@@ -151,7 +152,7 @@ def test_dps_implied_score_reproduces_the_dps_step():
     from_score = (x + (1 - alpha) * implied) / math.sqrt(alpha)
     xg = x.detach().requires_grad_(True)
     x0_hat = prior.x0(xg, t)
-    g, _ = measurement_grad(xg, x0_hat, op, yy, clamp=False)
+    g, _ = measurement_grad(xg, x0_hat, Physics(op), yy, clamp=False)
     mu, _ = s.reverse_mean_std(x, x0_hat.detach(), t, t_prev)
     torch.testing.assert_close(from_score, mu - zeta * g, rtol=1e-9, atol=1e-9)
 

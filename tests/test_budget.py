@@ -10,7 +10,7 @@ from dmap import run_method
 from dmap.operators import make_task
 from dmap.priors.gmm import GMMPrior
 from dmap.rng import sample_generators
-from dmap.schedule import Schedule
+from dmap.schedule import Schedule, step_pairs
 from dmap.solvers import METHODS
 from dmap.solvers.sample import sample_prior
 from dmap.tune import tune
@@ -58,7 +58,7 @@ def test_time_guidance_is_the_dps_constant_at_the_full_schedule_and_scales_with_
     assert opts.replace(guidance="constant").zeta(999, 979) == 0.5
     # the step sizes of a run add up to zeta * T whatever the number of steps
     for steps, spacing in ((50, "uniform"), (250, "quadratic"), (1000, "uniform")):
-        total = sum(opts.zeta(t, tp) for t, tp in schedule.pairs(steps, spacing))
+        total = sum(opts.zeta(t, tp) for t, tp in step_pairs(schedule.timesteps(steps, spacing)))
         assert math.isclose(total, 0.5 * schedule.T)
 
 

@@ -5,6 +5,7 @@ import torch
 
 from conftest import dense_log_normal, random_mixture
 from dmap.operators.base import LinearOperator
+from dmap.operators.physics import Physics
 from dmap.priors.gmm import GMMPrior
 from dmap.schedule import Schedule
 from dmap.solvers import DPSOptions, solve_dps
@@ -84,11 +85,13 @@ def test_reverse_process_with_exact_conditional_score_samples_the_posterior():
     conditional = GMMPrior(post, Schedule.linear(), (1, 2, 4), "posterior")
     n = 4000
     op = Matrix(A, (1, 2, 4))
+    options = DPSOptions(steps=1000, step_size=0.0, clamp=False)
     x = solve_dps(
         conditional,
-        op,
+        Physics(op, torch.full((n,), 0.1)),
         y.expand(n, 4).clone(),
-        DPSOptions(steps=1000, step_size=0.0, clamp=False),
+        options.grid(conditional.schedule),
+        options,
         generator=torch.Generator().manual_seed(11),
     )
     x = x.reshape(n, -1)

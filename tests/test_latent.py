@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import dmap
-from dmap.priors.latent import LatentPrior, ThroughDecoder
+from dmap.operators.physics import Physics
+from dmap.priors.latent import LatentPrior
 from dmap.rng import sample_generators, seeded
 from dmap.utils import WeightsError, save_safetensors
 
@@ -90,7 +91,9 @@ def test_the_likelihood_gradient_reaches_z_through_the_decoder(sd, tmp_path):
 
     def grad(p):
         zz = z.clone().requires_grad_(True)
-        (g,) = torch.autograd.grad((y - ThroughDecoder(task.operator, p, clamp=False).A(zz)).pow(2).sum(), zz)
+        (g,) = torch.autograd.grad(
+            (y - Physics(task.operator, torch.zeros(1), decoder=p.decode).measure(zz, clamp=False)).pow(2).sum(), zz
+        )
         return g
 
     g = grad(prior)

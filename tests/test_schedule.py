@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dmap.schedule import Schedule
+from dmap.schedule import Schedule, step_pairs
 
 
 def test_linear_golden_values():
@@ -30,7 +30,7 @@ def test_respacing():
     s = Schedule.linear()
     assert s.timesteps(1000) == list(range(999, -1, -1))
     assert s.timesteps(4) == [999, 666, 333, 0]
-    assert s.pairs(3) == [(999, 500), (500, 0), (0, -1)]
+    assert step_pairs(s.timesteps(3)) == [(999, 500), (500, 0), (0, -1)]
     with pytest.raises(ValueError):
         s.timesteps(0)
     ab = s.ab(torch.tensor([-1, 0, 999]), torch.zeros(3, 1))
@@ -137,7 +137,7 @@ def test_quadratic_spacing_is_the_diffpir_grid():
     s = Schedule.linear()
     ts = s.timesteps(100, "quadratic")
     assert ts[:5] == [999, 899, 857, 825, 798] and ts[-5:] == [20, 15, 10, 5, 0] and len(set(ts)) == 100
-    assert s.pairs(3, "quadratic") == [(999, 292), (292, 0), (0, -1)]
+    assert step_pairs(s.timesteps(3, "quadratic")) == [(999, 292), (292, 0), (0, -1)]
     with pytest.raises(ValueError, match="quadratic spacing needs steps <= 500"):
         s.timesteps(900, "quadratic")
     with pytest.raises(ValueError, match="unknown spacing"):

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from dmap.cse import CSE, find_cse
 from dmap.operators.base import SVDOperator
 from dmap.operators.noise import GaussianNoise
+from dmap.operators.physics import Physics
 from dmap.operators.tasks import Task
 from dmap.presets import Table, resolve_options
 from dmap.priors.base import Prior
-from dmap.priors.latent import ThroughDecoder
 from dmap.rng import Generators
 from dmap.solvers import Options, get_method
 from dmap.solvers.common import Callback
@@ -22,25 +21,26 @@ from dmap.utils import torch_threads
 
 
 def unsuited(method: str, task: Task, options: Options | None = None, prior: Prior | None = None) -> str | None:
-    """Why ``method`` cannot solve ``task`` (a nonlinear operator for a linear-only method,
-    no SVD for DDRM, non-Gaussian noise where the method needs it) or, given ``options``
-    and ``prior``, cannot take that many steps on the prior's schedule; None if it can.
-    The one check behind ``run_method``, the CLI and ``bench``."""
+    """Why ``method`` cannot solve ``task`` (what its options class ``needs`` of the
+    measurement: a linear operator, an SVD, Gaussian noise, a conditional score estimator)
+    or, given ``options`` and ``prior``, cannot take that many steps on the prior's
+    schedule; None if it can.  The one check behind ``run_method``, the CLI and ``bench``."""
     if options is not None and prior is not None:
         try:
-            prior.schedule.timesteps(options.steps, options.spacing)
+            options.grid(prior.schedule)
         except ValueError as e:
             return f"{method}: {e} (the prior's schedule has {prior.schedule.T} steps)"
-    m = get_method(method)
-    if prior is not None and prior.latent and m.linear_only and not m.uses_cse:  # the estimator conditions on y itself
+    needs = get_method(method).options.needs
+    gaussian = isinstance(task.noise, GaussianNoise)
+    if prior is not None and prior.latent and {"linear", "svd"} & set(needs):
         return f"{method} needs a linear operator; on the latent prior {prior.name} the likelihood goes through the decoder"
-    if m.linear_only and not task.operator.linear:
+    if {"linear", "svd", "cse"} & set(needs) and not task.operator.linear:
         return f"{method} needs a linear task; {task.name} is not"
-    if m.needs_svd and not isinstance(task.operator, SVDOperator):
+    if "svd" in needs and not isinstance(task.operator, SVDOperator):
         return f"{method} needs an operator with an SVD (e.g. inpaint-box, inpaint-random, sr4, cs2); {task.name} has none"
-    if m.needs_svd and not isinstance(task.noise, GaussianNoise):
+    if "gaussian" in needs and not gaussian:
         return f"{method} needs Gaussian noise"
-    if m.uses_cse and not isinstance(task.noise, GaussianNoise):
+    if "cse" in needs and not gaussian:
         return f"{method}: the conditional score estimators are trained for Gaussian noise"
     return None
 
@@ -56,13 +56,15 @@ def run_method(
     callback: Callback = None,
     cse: CSE | None = None,
 ) -> Tensor:
-    """Run ``method`` with resolved ``options`` (from :func:`dmap.presets.resolve_options`).
-    Methods with a conditional score estimator take ``cse`` (default: the shipped one for
-    the prior and task, checked against the task's ``sigma_y``).  A run that produces
-    NaN/Inf or leaves the data range raises :class:`~dmap.solvers.SolveError`
-    (:class:`~dmap.solvers.NonFiniteError`, :class:`~dmap.solvers.DivergenceError`).
-    On a latent prior the method runs in its space on ``A(D(z))`` (:class:`ThroughDecoder`)
-    and the images ``D(z)`` are returned."""
+    """Run ``method`` with resolved ``options`` (from :func:`dmap.presets.resolve_options`):
+    wrap, then call its sampler ``fn(denoiser, physics, y, grid, options, ...)``.  The
+    denoiser is the prior, or for the CSE methods the prior conditioned by ``cse`` (default:
+    the shipped one for the prior and task, checked against the task's ``sigma_y``); the
+    physics is the task's operator and noise model (:class:`~dmap.operators.physics.Physics`),
+    on a latent prior seen through its decoder, so the sampler returns images; the grid
+    comes from the options.  A run that produces NaN/Inf or leaves the data range raises
+    :class:`~dmap.solvers.SolveError` (:class:`~dmap.solvers.NonFiniteError`,
+    :class:`~dmap.solvers.DivergenceError`)."""
     m = get_method(method)
     if not isinstance(options, m.options):
         raise TypeError(f"{method} takes {m.options.__name__}, got {type(options).__name__}")
@@ -71,25 +73,16 @@ def run_method(
     reason = unsuited(method, task, options, prior)
     if reason:
         raise ValueError(reason)
-    extra = {}
+    denoiser = prior
     if m.uses_cse:
         if cse is None:
             cse = find_cse(prior, task.name, sigma_y=task.sigma_y)
         cse.check(prior, task.name, task.sigma_y)
-        extra["cse"] = cse
+        denoiser = cse.denoiser(task.operator, y, options.guide)
     elif cse is not None:
         raise ValueError(f"{method} takes no conditional score estimator")
-    if m.uses_noise:
-        extra["sigma_y"] = task.noise.whitened_std(y)
-    operator, y = task.noise.whiten(task.operator, y)  # the data term of the noise model
-    if not prior.latent:
-        return m.fn(prior, operator, y, options, generator=generator, callback=callback, **extra)
-    clamp = getattr(options, "clamp", True)  # on a latent prior x0_hat is clipped in pixels, after D
-    operator = ThroughDecoder(operator, prior, clamp)
-    options = options.replace(clamp=False) if hasattr(options, "clamp") else options
-    z = m.fn(prior, operator, y, options, generator=generator, callback=callback, **extra)
-    with torch.no_grad():
-        return prior.decode(z).clamp(-1, 1)
+    physics, y = Physics.of(task, y, prior.decode if prior.latent else None)
+    return m.fn(denoiser, physics, y, options.grid(prior.schedule), options, generator=generator, callback=callback)
 
 
 def solve(

@@ -25,7 +25,8 @@ from torch import Tensor
 from dmap.config import Config
 
 KINDS = ("linear", "scaled_linear", "cosine")
-SPACINGS = ("uniform", "quadratic")
+SPACINGS = ("uniform", "quadratic", "karras")
+KARRAS_RHO = 7.0  # Karras et al. 2022, Eq. 5
 
 
 @dataclass(frozen=True)
@@ -105,17 +106,26 @@ class Schedule:
         as ``sqrt(1 - ab_t)`` keep their precision near ``t = 0``."""
         return fn(self.ab(t, like)).to(like.dtype)
 
+    def sigmas(self) -> Tensor:
+        """The VE noise level ``sigma_t = sqrt((1 - ab_t) / ab_t)`` of every timestep (float64 ``[T]``)."""
+        return ((1 - self.alpha_bar) / self.alpha_bar).sqrt()
+
     def timesteps(self, steps: int, spacing: str = "uniform") -> list[int]:
         """Respaced timesteps ``tau_N > ... > tau_1``.  ``uniform``: ``steps`` evenly spaced
         integers from ``T-1`` down to 0 (guided-diffusion's ``space_timesteps``);
         ``quadratic``: ``T-1 - floor(sqrt(u))`` for ``u`` evenly spaced in ``[0, T^2]`` (the
-        DiffPIR code's grid, dense at low noise; it needs ``steps <= T/2``)."""
+        DiffPIR code's grid, dense at low noise; it needs ``steps <= T/2``); ``karras``: the
+        timesteps whose sigma is nearest (in log) to Karras et al.'s (2022, Eq. 5, rho = 7)
+        ``(s_max^(1/rho) + i/(N-1) (s_min^(1/rho) - s_max^(1/rho)))^rho`` between the
+        schedule's own extremes, made distinct by moving a repeated one up (``steps <= T/4``)."""
         if not 1 <= steps <= self.T:
             raise ValueError(f"steps must be in [1, {self.T}], got {steps}")
         if spacing not in SPACINGS:
             raise ValueError(f"unknown spacing {spacing!r}; choose from {', '.join(SPACINGS)}")
         if steps == 1:
             return [self.T - 1]
+        if spacing == "karras":
+            return self._karras(steps)
         if spacing == "quadratic":
             ts = (self.T - 1 - torch.linspace(0, self.T**2, steps, dtype=torch.float64).sqrt().floor()).long().clamp_min(0)
             ts[-1] = 0
@@ -125,10 +135,16 @@ class Schedule:
         grid = torch.linspace(0, self.T - 1, steps, dtype=torch.float64).round().long()
         return grid.flip(0).tolist()
 
-    def pairs(self, steps: int, spacing: str = "uniform") -> list[tuple[int, int]]:
-        """``(t, t_prev)`` for each reverse step; the last ``t_prev`` is -1 (clean)."""
-        ts = self.timesteps(steps, spacing)
-        return list(zip(ts, ts[1:] + [-1]))
+    def _karras(self, steps: int) -> list[int]:
+        if steps > self.T // 4:
+            raise ValueError(f"karras spacing needs steps <= {self.T // 4}, got {steps}")
+        sigma = self.sigmas()
+        lo, hi = sigma[0] ** (1 / KARRAS_RHO), sigma[-1] ** (1 / KARRAS_RHO)
+        target = (hi + torch.linspace(0, 1, steps, dtype=torch.float64) * (lo - hi)) ** KARRAS_RHO  # largest first
+        ts = (sigma.log()[None, :] - target.log()[:, None]).abs().argmin(1).tolist()
+        for i in range(len(ts) - 2, -1, -1):  # strictly decreasing, from the low-noise end up
+            ts[i] = max(ts[i], ts[i + 1] + 1)
+        return ts
 
     # --- forward process and conversions -----------------------------------------
 
@@ -176,3 +192,10 @@ class Schedule:
         ab_t = float(self._ab_padded[t + 1])
         alpha = ab_t / float(self._ab_padded[t_prev + 1])
         return math.sqrt(alpha) / (1 - alpha)
+
+
+def step_pairs(grid: Tensor | list[int]) -> list[tuple[int, int]]:
+    """``(t, t_prev)`` for each reverse step of a time grid ``tau_N > ... > tau_1``; the
+    last ``t_prev`` is -1 (the clean image)."""
+    ts = [int(t) for t in grid]
+    return list(zip(ts, ts[1:] + [-1]))

@@ -30,8 +30,7 @@ from dmap.presets import resolve_options
 from dmap.priors.base import Prior
 from dmap.priors.gmm import GMMPrior
 from dmap.rng import sample_generators, seeded
-from dmap.solvers import ReverseOptions
-from dmap.solvers.cse import solve_cse
+from dmap.solvers.sample import sample_prior
 
 
 def timesteps(T: int, n: int = 20) -> list[int]:
@@ -84,15 +83,8 @@ class NetworkReference:
 
     def posterior(self, n: int, seed: int) -> Tensor:
         y0 = self.y[:1].expand(n, *self.y.shape[1:]).contiguous()
-        with torch.no_grad():
-            return solve_cse(
-                self.cse.prior,
-                self.task.operator,
-                y0,
-                ReverseOptions(steps=self.steps),
-                cse=self.cse,
-                generator=sample_generators(seed + 3, n),
-            )
+        conditioned = self.cse.conditioned(self.task.operator, y0)
+        return sample_prior(conditioned, n, steps=self.steps, generator=sample_generators(seed + 3, n))
 
 
 def reference_for(prior: Prior, task: Task, y: Tensor) -> ExactReference | NetworkReference | None:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from dmap.operators.base import Operator
+from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.priors.gmm import GaussianMixture
 from dmap.schedule import Schedule
@@ -41,7 +42,7 @@ def dps_score(
     ``step_size`` (zeta_i of that step, :meth:`dmap.solvers.base.StepSizeOptions.zeta`):
     ``s(x_t) - zeta_i sqrt(alpha'_t) / beta'_t grad_{x_t} ||y - A(x0_hat(x_t))||``."""
     x = x_t.detach().requires_grad_(True)
-    g, _ = measurement_grad(x, prior.x0(x, t), operator, y, clamp)
+    g, _ = measurement_grad(x, prior.x0(x, t), Physics(operator), y, clamp)
     return prior.score(x_t, t) - step_size * prior.schedule.score_step_factor(t, t_prev) * g
 
 

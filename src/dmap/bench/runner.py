@@ -34,7 +34,6 @@ from dmap.priors.base import fingerprint
 from dmap.rng import seeded
 from dmap.solvers import Options
 from dmap.solvers.common import SolveError, residual_rms
-from dmap.solvers.dmap import PAPER_INNER_STEPS
 from dmap.utils import short_sha256, write_json_atomic
 
 
@@ -101,8 +100,7 @@ class Bench:
         try:
             if self.config.protocol == "equal-nfe":
                 return resolve_options(name, self.prior.name, task, presets=self.table, nfe=budget, **overrides)
-            if "inner_steps" in {f.name for f in dataclasses.fields(dmap.METHODS[name].options)}:
-                overrides = {"inner_steps": PAPER_INNER_STEPS, **overrides}
+            overrides = {**dmap.METHODS[name].options.paper_protocol, **overrides}  # what the paper's protocol fixes
             return resolve_options(name, self.prior.name, task, presets=self.table, **overrides, steps=budget)
         except ValueError as e:
             raise BenchError(f"{spec}: {e}") from None

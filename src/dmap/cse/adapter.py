@@ -139,6 +139,13 @@ class CSE(nn.Module):
         """The estimator for the measurement ``y`` as a :class:`Prior` (for the solvers)."""
         return ConditionedPrior(self, self.condition(operator, y))
 
+    def denoiser(self, operator: Operator, y: Tensor, guide: str = "cse") -> Prior:
+        """The denoiser the CSE methods sample with, for the task's ``operator`` and ``y``:
+        the estimator itself (``guide="cse"``), or the unconditional prior whose prior step
+        is the estimator (``guide="prior"``: the likelihood gradient goes through the prior)."""
+        conditioned = self.conditioned(operator, y)
+        return conditioned if guide == "cse" else EstimatorStep(self.prior, conditioned)
+
     def check(self, prior: Prior, task: str, sigma_y: float | None = None) -> None:
         """Refuse to serve another prior, task or noise level (``sigma_y``), with the reason."""
         if task != self.task:
@@ -170,10 +177,30 @@ class ConditionedPrior(Prior):
         super().__init__(cse.prior.schedule, cse.prior.shape)
         self.cse = cse
         self.cond = cond
-        self.name = f"{cse.prior.name}+cse"
+        self.name, self.latent = f"{cse.prior.name}+cse", cse.prior.latent
 
     def eps(self, x_t: Tensor, t: Tensor | int) -> Tensor:
         return self.cse.eps(x_t, t, self.cond)
+
+
+class EstimatorStep(Prior):
+    """``prior`` for everything but the prior step, which the estimator ``conditioned``
+    takes (the reverse-step mean of ``dps+cse`` / ``dmap+cse`` with ``guide="prior"``)."""
+
+    def __init__(self, prior: Prior, conditioned: ConditionedPrior) -> None:
+        super().__init__(prior.schedule, prior.shape)
+        self.prior, self.conditioned = prior, conditioned
+        self.name, self.latent = prior.name, prior.latent
+
+    def eps(self, x_t: Tensor, t: Tensor | int) -> Tensor:
+        return self.prior.eps(x_t, t)
+
+    def x0(self, x_t: Tensor, t: Tensor | int) -> Tensor:
+        return self.prior.x0(x_t, t)
+
+    @property
+    def prior_step(self) -> Prior:
+        return self.conditioned
 
 
 def check_unet_prior(prior: Prior) -> None:

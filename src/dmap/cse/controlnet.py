@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from dmap.cse.adapter import CSE, AdapterMeta, control_image
 from dmap.operators.base import Operator
 from dmap.priors.base import Prior
-from dmap.priors.latent import LatentPrior, PromptUNet, ThroughDecoder
+from dmap.priors.latent import LatentPrior, PromptUNet
 from dmap.utils import WeightsError, read_json, write_json_atomic
 
 META = "dmap_cse.json"
@@ -69,9 +69,7 @@ class ControlNetCSE(CSE):
         return inner.run(controlled, x_t, t)
 
     def condition(self, operator: Operator, y: Tensor) -> Tensor:
-        """The control image of ``y`` (``operator``: the task's, or a latent prior's view of it)."""
-        if isinstance(operator, ThroughDecoder):
-            operator = operator.operator
+        """The control image of ``y`` (``operator``: the task's, on images)."""
         return control_image(operator, y, self.meta.sigma_y)
 
     def save(self, path: str | Path) -> Path:

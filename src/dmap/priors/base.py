@@ -58,6 +58,13 @@ class Prior(nn.Module):
         return self.schedule.eps_to_x0(x_t, self.eps(x_t, t), t)
 
     @property
+    def prior_step(self) -> Prior:
+        """The denoiser of the reverse-step mean ``mu`` (the "prior step"): this one.  The
+        likelihood gradient always goes through :meth:`x0` of this one; a denoiser
+        conditioned by an estimator (``dps+cse``, ``dmap+cse``) answers the estimator here."""
+        return self
+
+    @property
     def device(self) -> torch.device:
         buffers = list(self.buffers()) + list(self.parameters())
         return buffers[0].device if buffers else torch.device("cpu")

@@ -3,8 +3,9 @@
 The prior's space is the latent space (``shape``, e.g. 4 x 64 x 64 for Stable Diffusion at
 512 px); images are ``x = D(z) = vae.decode(z / scaling_factor)`` of ``image_shape``, and
 ``E(x) = scaling_factor * mean(vae.encode(x))``.  The solvers run in ``z`` on the
-likelihood ``||y - A(D(z0_hat))||`` (:class:`ThroughDecoder`, one code path for pixel and
-latent priors, see :func:`dmap.api.run_method`) and return ``D(z)``.
+likelihood ``||y - A(D(z0_hat))||`` (:class:`~dmap.operators.physics.Physics` with the
+decoder folded in, one code path for pixel and latent priors, see
+:func:`dmap.api.run_method`) and return ``D(z)``.
 
 Two networks come from diffusers folders (:func:`dmap.priors.diffusers.load_diffusers_prior`):
 an unconditional ``UNet2DModel``, or a ``UNet2DConditionModel`` (Stable Diffusion's, and
@@ -20,7 +21,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dmap.operators.base import Operator
 from dmap.priors.base import Prior
 from dmap.priors.network import NetworkPrior, autocast
 from dmap.utils import WeightsError
@@ -77,21 +77,6 @@ class LatentPrior(Prior):
         """``E(x) = scaling_factor * mean(vae.encode(x))`` (the posterior mean, no sampling)."""
         with autocast(x.device, self.dtype):
             return self.vae.encode(x.float()).latent_dist.mean.float() * self.scaling_factor
-
-
-class ThroughDecoder(Operator):
-    """A task's operator seen from a latent prior's space: ``A(clip(D(z)))`` (``clamp``:
-    the estimate is clipped to [-1, 1] in pixels, where the data range is)."""
-
-    def __init__(self, operator: Operator, prior: Prior, clamp: bool = True) -> None:
-        super().__init__(prior.shape, operator.y_shape)
-        self.operator, self.clamp = operator, clamp
-        self._decode = prior.decode  # not a submodule: the prior is owned by the caller
-        self.name = getattr(operator, "name", "custom")
-
-    def A(self, z: Tensor) -> Tensor:
-        x = self._decode(z)
-        return self.operator.A(x.clamp(-1, 1) if self.clamp else x)
 
 
 def prompt_embedding(folder: str | Path, prompt: str = "") -> Tensor:

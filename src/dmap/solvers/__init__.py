@@ -11,7 +11,7 @@ from dmap.solvers.common import DivergenceError, NonFiniteError, SolveError, pro
 from dmap.solvers.dps import DPSOptions, solve_dps
 from dmap.solvers.dsg import DSGOptions, solve_dsg
 from dmap.solvers.dmap import DMAPOptions, solve_dmap
-from dmap.solvers.cse import DMAPCSEOptions, DPSCSEOptions, solve_cse, solve_dmap_cse, solve_dps_cse
+from dmap.solvers.cse import CSEOptions, DMAPCSEOptions, DPSCSEOptions, solve_cse
 from dmap.solvers.ddrm import DDRMOptions, solve_ddrm
 from dmap.solvers.diffpir import DiffPIROptions, solve_diffpir
 from dmap.solvers.pigdm import PiGDMOptions, solve_pigdm
@@ -26,6 +26,7 @@ __all__ = [
     "DPSOptions",
     "DSGOptions",
     "DMAPOptions",
+    "CSEOptions",
     "DPSCSEOptions",
     "DMAPCSEOptions",
     "DiffPIROptions",
@@ -43,9 +44,7 @@ __all__ = [
     "register",
     "solve_cse",
     "solve_dmap",
-    "solve_dmap_cse",
     "solve_dps",
-    "solve_dps_cse",
     "solve_dsg",
     "solve_pigdm",
     "solve_daps",

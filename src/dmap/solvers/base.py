@@ -14,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from dmap.config import Config, ConfigError
-from dmap.schedule import SPACINGS
+from dmap.schedule import SPACINGS, Schedule
 
 
 def tunable(default: float, grid: tuple[float, ...], refine: tuple[float, ...]) -> Any:
@@ -41,6 +42,11 @@ class Options(Config):
     spacing: str = "uniform"
 
     step_evals: ClassVar[int] = 1  # network evaluations of one outer step (without inner steps)
+    # what the method needs of the measurement: "linear" (A^T, pinv), "svd", "gaussian"
+    # noise, "cse" (a conditional score estimator, hence a linear task and Gaussian noise)
+    needs: ClassVar[tuple[str, ...]] = ()
+    # the options the paper's equal-steps protocol fixes (DMAP: K = 3)
+    paper_protocol: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         try:
@@ -62,6 +68,11 @@ class Options(Config):
                 raise ValueError(f"{f.name.replace('_', ' ')} must be a finite number >= 0, got {v}")
             if "choices" in f.metadata and not (isinstance(v, int) and v >= 1):
                 raise ValueError(f"{f.name.replace('_', ' ')} must be an integer >= 1, got {v}")
+
+    def grid(self, schedule: Schedule) -> Tensor:
+        """The time grid ``tau_N > ... > tau_1`` of these options on ``schedule`` (int64 ``[N]``;
+        :meth:`dmap.schedule.Schedule.timesteps`), the data every sampler steps along."""
+        return torch.tensor(schedule.timesteps(self.steps, self.spacing), dtype=torch.int64)
 
     @property
     def inner(self) -> int:
@@ -134,18 +145,20 @@ class StepSizeOptions(GuidanceOptions):
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method: its solver ``fn(prior, operator, y, options, *, generator,
-    callback[, cse])``, its options class and what it needs."""
+    """A registered method: its sampler ``fn(denoiser, physics, y, grid, options, *,
+    generator, callback)`` (the one signature of every method), its options class (which
+    says what it needs) and a description."""
 
     name: str
     fn: Callable[..., Tensor]
     options: type[Options]
     description: str
-    linear_only: bool = False
     base: str | None = None  # the method whose presets this one starts from (all but ``steps``)
-    uses_cse: bool = False  # needs a conditional score estimator (``cse=``)
-    uses_noise: bool = False  # takes the noise std of the (whitened) measurement (``sigma_y=``, per sample)
-    needs_svd: bool = False  # works in the operator's SVD (an SVDOperator)
+
+    @property
+    def uses_cse(self) -> bool:
+        """Whether the denoiser must be the prior conditioned by an estimator."""
+        return "cse" in self.options.needs
 
 
 METHODS: dict[str, Method] = {}

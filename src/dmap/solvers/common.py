@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from dmap.operators.base import Operator
+from dmap.operators.physics import Physics
 
 Callback = Callable[[dict], None] | None
 
@@ -32,17 +33,16 @@ class DivergenceError(SolveError):
 DIVERGED_RMS = 5.0
 
 
-def residual_norm(operator: Operator, y: Tensor, x0_hat: Tensor, clamp: bool = True) -> Tensor:
+def residual_norm(physics: Physics, y: Tensor, x0_hat: Tensor, clamp: bool = True) -> Tensor:
     """``L_i = ||y_i - A(x0_hat_i)||`` per sample ``[B]`` (the norm, not its square, as in
-    the DPS reference; ``x0_hat`` clamped to [-1, 1] first when ``clamp``)."""
-    x0 = x0_hat.clamp(-1, 1) if clamp else x0_hat
-    return (y - operator.A(x0)).reshape(y.shape[0], -1).norm(dim=1)
+    the DPS reference; the estimate's image clipped to [-1, 1] first when ``clamp``)."""
+    return (y - physics.measure(x0_hat, clamp)).reshape(y.shape[0], -1).norm(dim=1)
 
 
-def measurement_grad(x: Tensor, x0_hat: Tensor, operator: Operator, y: Tensor, clamp: bool = True) -> tuple[Tensor, Tensor]:
+def measurement_grad(x: Tensor, x0_hat: Tensor, physics: Physics, y: Tensor, clamp: bool = True) -> tuple[Tensor, Tensor]:
     """``g = grad_x sum_i L_i`` (so ``g_i = grad_{x_i} L_i``: samples stay independent)
     and the residual norms ``L [B]``; ``x0_hat`` must be a differentiable function of ``x``."""
-    residual = residual_norm(operator, y, x0_hat, clamp)
+    residual = residual_norm(physics, y, x0_hat, clamp)
     (g,) = torch.autograd.grad(residual.sum(), x)
     return g, residual.detach()
 

@@ -1,32 +1,44 @@
 """The conditional score estimator as the prior step (Xu et al., ICLR 2025, Sec. 4).
 
 ``cse``: the reverse process of the estimator alone, ``x_prev = mu(x_t, x0_hat_CSE) + sigma_t z``.
-``dps+cse`` / ``dmap+cse``: DPS / DMAP whose reverse-step mean uses the estimator's x0_hat.
-``guide`` chooses which x0_hat feeds the likelihood gradient: ``"prior"`` (the
-unconditional network, one more evaluation per DPS step) or ``"cse"`` (the estimator).
+``dps+cse`` / ``dmap+cse``: DPS / DMAP themselves, on a denoiser whose prior step (the
+reverse-step mean) is the estimator (:meth:`dmap.cse.CSE.denoiser` wraps it, once, in
+:func:`dmap.api.run_method`).  ``guide`` chooses which x0_hat feeds the likelihood
+gradient: ``"prior"`` (the unconditional network, one more evaluation per DPS step) or
+``"cse"`` (the estimator).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor
 
-from dmap.cse import CSE
-from dmap.operators.base import Operator
+from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
-from dmap.rng import Generators
+from dmap.rng import Generators, randn
 from dmap.solvers.base import Method, ReverseOptions, register
 from dmap.solvers.common import Callback
 from dmap.solvers.dmap import DMAPOptions, solve_dmap
 from dmap.solvers.dps import DPSOptions, solve_dps
-from dmap.solvers.sample import sample_prior
+from dmap.solvers.sample import reverse_process
 
 GUIDES = ("prior", "cse")
 
 
+@dataclass(frozen=True)
+class CSEOptions(ReverseOptions):
+    """The reverse process of the estimator: ``steps``, ``spacing``, ``eta``."""
+
+    needs: ClassVar[tuple[str, ...]] = ("cse",)
+    guide: ClassVar[str] = "cse"  # (the estimator is the whole denoiser)
+
+
 class _Guided:
     """The ``guide`` option: which x0_hat feeds the likelihood gradient."""
+
+    needs: ClassVar[tuple[str, ...]] = ("cse",)
 
     def check(self) -> None:
         super().check()
@@ -49,75 +61,24 @@ class DMAPCSEOptions(_Guided, DMAPOptions):
     guide: str = "prior"
 
 
-def _with_cse(solver):
-    def solve_with_cse(
-        prior: Prior, operator: Operator, y: Tensor, options, *, cse: CSE, generator: Generators = None, callback: Callback = None
-    ) -> Tensor:
-        conditioned = cse.conditioned(operator, y)
-        if options.guide == "cse":
-            return solver(conditioned, operator, y, options, generator=generator, callback=callback)
-        return solver(prior, operator, y, options, generator=generator, callback=callback, step_prior=conditioned)
-
-    solve_with_cse.__name__ = f"{solver.__name__}_cse"
-    solve_with_cse.__doc__ = f"{solver.__name__} with the conditional score estimator ``cse`` for the prior step."
-    return solve_with_cse
-
-
-solve_dps_cse = _with_cse(solve_dps)
-solve_dmap_cse = _with_cse(solve_dmap)
-
-
 def solve_cse(
-    prior: Prior,
-    operator: Operator,
+    denoiser: Prior,
+    physics: Physics,
     y: Tensor,
-    options: ReverseOptions = ReverseOptions(),
+    grid: Tensor,
+    options: CSEOptions = CSEOptions(),
     *,
-    cse: CSE,
     generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
-    """Sample ``p(x | y)`` with the estimator's reverse process alone (no likelihood step)."""
-    return sample_prior(
-        cse.conditioned(operator, y),
-        y.shape[0],
-        steps=options.steps,
-        eta=options.eta,
-        spacing=options.spacing,
-        generator=generator,
-        callback=callback,
-    )
+    """Sample ``p(x | y)`` with the reverse process of ``denoiser`` (the estimator, conditioned
+    on ``y``) alone, no likelihood step; returns the images."""
+    x = randn((y.shape[0], *denoiser.shape), generator, y)
+    return physics.image(reverse_process(denoiser, x, grid, options.eta, generator=generator, callback=callback))
 
 
+register(Method("cse", solve_cse, CSEOptions, "reverse process of the conditional score estimator alone (Xu et al. 2025)"))
+register(Method("dps+cse", solve_dps, DPSCSEOptions, "DPS with the conditional score estimator for the prior step", base="dps"))
 register(
-    Method(
-        "cse",
-        solve_cse,
-        ReverseOptions,
-        "reverse process of the conditional score estimator alone (Xu et al. 2025)",
-        linear_only=True,
-        uses_cse=True,
-    )
-)
-register(
-    Method(
-        "dps+cse",
-        solve_dps_cse,
-        DPSCSEOptions,
-        "DPS with the conditional score estimator for the prior step",
-        linear_only=True,
-        base="dps",
-        uses_cse=True,
-    )
-)
-register(
-    Method(
-        "dmap+cse",
-        solve_dmap_cse,
-        DMAPCSEOptions,
-        "DMAP with the conditional score estimator for the prior step",
-        linear_only=True,
-        base="dmap",
-        uses_cse=True,
-    )
+    Method("dmap+cse", solve_dmap, DMAPCSEOptions, "DMAP with the conditional score estimator for the prior step", base="dmap")
 )

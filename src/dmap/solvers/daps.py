@@ -25,8 +25,10 @@ import torch
 from torch import Tensor
 
 from dmap.operators.base import Operator
+from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
+from dmap.schedule import step_pairs
 from dmap.solvers.base import Method, Options, register, tunable
 from dmap.solvers.common import Callback, check_state
 
@@ -66,7 +68,7 @@ def ode_x0(prior: Prior, x: Tensor, t: int, steps: int) -> Tensor:
     return x
 
 
-def langevin(operator: Operator, y: Tensor, x0_hat: Tensor, r2: float, sigma: Tensor, options: DAPSOptions,
+def langevin(operator: Operator | Physics, y: Tensor, x0_hat: Tensor, r2: float, sigma: Tensor, options: DAPSOptions,
              generator: Generators) -> Tensor:  # fmt: skip
     """Langevin samples of ``p(x0 | x0_hat, y) ~ N(x0; x0_hat, r2 I) p(y | x0)`` from ``x0_hat``."""
     s2 = (sigma**2).reshape(-1, *([1] * (x0_hat.dim() - 1))).to(x0_hat)
@@ -83,30 +85,30 @@ def langevin(operator: Operator, y: Tensor, x0_hat: Tensor, r2: float, sigma: Te
 
 
 def solve_daps(
-    prior: Prior,
-    operator: Operator,
+    denoiser: Prior,
+    physics: Physics,
     y: Tensor,
+    grid: Tensor,
     options: DAPSOptions = DAPSOptions(),
     *,
-    sigma_y: Tensor,
     generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
-    """Solve ``y = A(x) + n`` with DAPS; ``sigma_y [B]`` is the noise std per sample.
-    Returns ``x0 [B, C, H, W]`` in [-1, 1]."""
-    schedule = prior.schedule
-    sigma = sigma_y.clamp_min(options.min_sigma)
-    x = randn((y.shape[0], *prior.shape), generator, y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(options.steps, options.spacing)):
+    """Solve ``y = A(x) + n`` with DAPS along the time ``grid`` (``physics`` with its noise
+    std per sample); returns the images ``[B, C, H, W]`` in [-1, 1]."""
+    schedule = denoiser.schedule
+    sigma = physics.sigma_y.clamp_min(options.min_sigma)
+    x = randn((y.shape[0], *denoiser.shape), generator, y)
+    for i, (t, t_prev) in enumerate(step_pairs(grid)):
         with torch.no_grad():
-            x0_hat = ode_x0(prior, x, t, options.ode_steps)
+            x0_hat = ode_x0(denoiser, x, t, options.ode_steps)
         ab = float(schedule.alpha_bar[t])
-        x0 = langevin(operator, y, x0_hat, (1 - ab) / ab, sigma, options, generator)
+        x0 = langevin(physics, y, x0_hat, (1 - ab) / ab, sigma, options, generator)
         x = x0 if t_prev < 0 else schedule.q_sample(x0, t_prev, randn(x0.shape, generator, x0))
         check_state(x, "daps", i, t, options.lr)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
-    return prior.clip(x)
+    return physics.image(x)
 
 
-register(Method("daps", solve_daps, DAPSOptions, "decoupled annealing, Langevin on x0 (Zhang et al. 2025)", uses_noise=True))
+register(Method("daps", solve_daps, DAPSOptions, "decoupled annealing, Langevin on x0 (Zhang et al. 2025)"))

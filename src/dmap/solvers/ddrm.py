@@ -17,13 +17,15 @@ eta_b -> ``eta_b``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-from dmap.operators.base import SVDOperator
+from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
+from dmap.schedule import step_pairs
 from dmap.solvers.base import Method, Options, register
 from dmap.solvers.common import Callback, check_state
 
@@ -35,6 +37,7 @@ class DDRMOptions(Options):
 
     steps: int = 20
     eta: float = 0.85
+    needs: ClassVar[tuple[str, ...]] = ("svd", "gaussian")
     eta_b: float = 1.0
 
     def check(self) -> None:
@@ -65,36 +68,35 @@ def ddrm_step(c: Tensor, c0: Tensor, y_bar: Tensor, s: Tensor, sigma_t: float, s
 
 
 def solve_ddrm(
-    prior: Prior,
-    operator: SVDOperator,
+    denoiser: Prior,
+    physics: Physics,
     y: Tensor,
+    grid: Tensor,
     options: DDRMOptions = DDRMOptions(),
     *,
-    sigma_y: Tensor,
     generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
-    """Solve ``y = A(x) + n`` with DDRM; ``sigma_y [B]`` is the noise std per sample.
-    Returns ``x0 [B, C, H, W]`` in [-1, 1]."""
-    schedule = prior.schedule
-    s = operator.singular_values().to(y)
-    y_bar = operator.UT(y) / s.clamp_min(torch.finfo(s.dtype).tiny)
-    x = randn((y.shape[0], *prior.shape), generator, y)
-    sigma_y = sigma_y.to(y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(options.steps, options.spacing)):
+    """Solve ``y = A(x) + n`` with DDRM along the time ``grid`` (``physics`` with an SVD and
+    its noise std per sample); returns the images ``[B, C, H, W]`` in [-1, 1]."""
+    schedule = denoiser.schedule
+    s = physics.singular_values().to(y)
+    y_bar = physics.UT(y) / s.clamp_min(torch.finfo(s.dtype).tiny)
+    x = randn((y.shape[0], *denoiser.shape), generator, y)
+    sigma_y = physics.sigma_y.to(y)
+    for i, (t, t_prev) in enumerate(step_pairs(grid)):
         with torch.no_grad():
-            x0_hat = prior.x0(x, t)
+            x0_hat = denoiser.x0(x, t)
             ab, ab_next = float(schedule.alpha_bar[t]), 1.0 if t_prev < 0 else float(schedule.alpha_bar[t_prev])
             sigma_t, sigma_next = ((1 - ab) / ab) ** 0.5, ((1 - ab_next) / ab_next) ** 0.5
-            c = operator.VT(x) / ab**0.5
+            c = physics.VT(x) / ab**0.5
             z = randn(c.shape, generator, c)
-            c_next = ddrm_step(c, operator.VT(x0_hat), y_bar, s, sigma_t, sigma_next, sigma_y, z, options)
-            x = ab_next**0.5 * operator.V(c_next)
+            c_next = ddrm_step(c, physics.VT(x0_hat), y_bar, s, sigma_t, sigma_next, sigma_y, z, options)
+            x = ab_next**0.5 * physics.V(c_next)
         check_state(x, "ddrm", i, t, options.eta)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
-    return prior.clip(x)
+    return physics.image(x)
 
 
-register(Method("ddrm", solve_ddrm, DDRMOptions, "denoising diffusion restoration in the SVD (Kawar et al. 2022)",
-                linear_only=True, uses_noise=True, needs_svd=True))  # fmt: skip
+register(Method("ddrm", solve_ddrm, DDRMOptions, "denoising diffusion restoration in the SVD (Kawar et al. 2022)"))

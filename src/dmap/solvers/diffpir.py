@@ -18,13 +18,16 @@ No gradient goes through the network: an evaluation costs about half of DPS's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from dmap.operators.base import LinearOperator, conjugate_gradients
+from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
+from dmap.schedule import step_pairs
 from dmap.solvers.base import Method, Options, register, tunable
 from dmap.solvers.common import Callback, check_state
 
@@ -39,6 +42,7 @@ class DiffPIROptions(Options):
     lam: float = tunable(7.0, grid=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0), refine=(0.58, 1.73))
     zeta: float = 0.3
     cg_iters: int = 50
+    needs: ClassVar[tuple[str, ...]] = ("linear",)
 
     def check(self) -> None:
         super().check()
@@ -46,7 +50,7 @@ class DiffPIROptions(Options):
             raise ValueError(f"zeta must lie in [0, 1], got {self.zeta}")
 
 
-def proximal_step(operator: LinearOperator, y: Tensor, x0_hat: Tensor, rho: Tensor, iters: int) -> Tensor:
+def proximal_step(operator: LinearOperator | Physics, y: Tensor, x0_hat: Tensor, rho: Tensor, iters: int) -> Tensor:
     """``argmin_x ||y - A x||^2 + rho ||x - x0_hat||^2`` per sample (``rho [B]``), by
     conjugate gradients on ``(A^T A + rho I) x = A^T y + rho x0_hat`` from ``x0_hat``."""
     r = rho.reshape(-1, *([1] * (x0_hat.dim() - 1))).to(x0_hat)
@@ -55,25 +59,25 @@ def proximal_step(operator: LinearOperator, y: Tensor, x0_hat: Tensor, rho: Tens
 
 
 def solve_diffpir(
-    prior: Prior,
-    operator: LinearOperator,
+    denoiser: Prior,
+    physics: Physics,
     y: Tensor,
+    grid: Tensor,
     options: DiffPIROptions = DiffPIROptions(),
     *,
-    sigma_y: Tensor,
     generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
-    """Solve ``y = A(x) + n`` with DiffPIR; ``sigma_y [B]`` is the noise std per sample.
-    Returns ``x0 [B, C, H, W]`` in [-1, 1]."""
-    schedule = prior.schedule
-    x = randn((y.shape[0], *prior.shape), generator, y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(options.steps, options.spacing)):
+    """Solve ``y = A(x) + n`` with DiffPIR along the time ``grid`` (a linear ``physics`` with
+    its noise std per sample); returns the images ``[B, C, H, W]`` in [-1, 1]."""
+    schedule = denoiser.schedule
+    x = randn((y.shape[0], *denoiser.shape), generator, y)
+    for i, (t, t_prev) in enumerate(step_pairs(grid)):
         with torch.no_grad():
-            x0_hat = prior.x0(x, t)
+            x0_hat = denoiser.x0(x, t)
             ab = float(schedule.alpha_bar[t])
-            rho = options.lam * sigma_y.double() ** 2 * ab / (1 - ab)
-            x0_y = proximal_step(operator, y, x0_hat, rho, options.cg_iters)
+            rho = options.lam * physics.sigma_y.double() ** 2 * ab / (1 - ab)
+            x0_y = proximal_step(physics, y, x0_hat, rho, options.cg_iters)
             if t_prev < 0:
                 x = x0_y
             else:
@@ -83,8 +87,7 @@ def solve_diffpir(
         check_state(x, "diffpir", i, t, options.lam)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
-    return prior.clip(x)
+    return physics.image(x)
 
 
-register(Method("diffpir", solve_diffpir, DiffPIROptions, "plug-and-play proximal data step (Zhu et al. 2023)",
-                linear_only=True, uses_noise=True))  # fmt: skip
+register(Method("diffpir", solve_diffpir, DiffPIROptions, "plug-and-play proximal data step (Zhu et al. 2023)"))

@@ -14,8 +14,9 @@ For ``t = tau_N .. tau_1`` (with ``t' = tau_{i-1}`` the next timestep)::
 
 At the last step (``t' = -1``, ``sigma = 0``) the sphere is the single point ``mu``; we
 return ``mu = x0_hat(x_{tau_1}, tau_1)`` without inner steps, so the cost is
-``N + (N - 1) K`` evaluations.  With a ``step_prior`` (DMAP+CSE, Xu et al. 2025 Sec. 4)
-the prior step uses ``step_prior``'s x0_hat; the inner steps keep ``prior``'s.
+``N + (N - 1) K`` evaluations.  When the denoiser's prior step is another model
+(DMAP+CSE, Xu et al. 2025 Sec. 4: the conditional score estimator), the prior step uses
+that model's x0_hat; the inner steps keep the denoiser's own.
 Argument names: zeta -> ``step_size``,
 K -> ``inner_steps``, N -> ``steps``.
 """
@@ -24,13 +25,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from dmap.operators.base import Operator
+from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
+from dmap.schedule import step_pairs
 from dmap.solvers.base import Method, StepSizeOptions, choices, register
 from dmap.solvers.common import Callback, check_state, measurement_grad, project_to_sphere
 
@@ -45,30 +48,32 @@ class DMAPOptions(StepSizeOptions):
     steps: int = 250
     inner_steps: int = choices(PAPER_INNER_STEPS, (1, 2, 3, 5))
 
+    paper_protocol: ClassVar[dict[str, Any]] = {"inner_steps": PAPER_INNER_STEPS}
+
     @property
     def inner(self) -> int:
         return self.inner_steps
 
 
 def solve_dmap(
-    prior: Prior,
-    operator: Operator,
+    denoiser: Prior,
+    physics: Physics,
     y: Tensor,
+    grid: Tensor,
     options: DMAPOptions = DMAPOptions(),
     *,
     generator: Generators = None,
     callback: Callback = None,
-    step_prior: Prior | None = None,
 ) -> Tensor:
-    """Solve ``y = A(x) + n`` with DMAP; returns ``x0 [B, C, H, W]`` in [-1, 1].
-    ``step_prior`` (default ``prior``) gives the x0_hat of the prior step."""
-    steps, inner_steps, eta, clamp = options.steps, options.inner_steps, options.eta, options.clamp
-    schedule = prior.schedule
-    n = math.prod(prior.shape)
-    x = randn((y.shape[0], *prior.shape), generator, y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(steps, options.spacing)):
+    """Solve ``y = A(x) + n`` with DMAP along the time ``grid``; returns the images
+    ``[B, C, H, W]`` in [-1, 1]."""
+    inner_steps, eta, clamp = options.inner_steps, options.eta, options.clamp
+    schedule = denoiser.schedule
+    n = math.prod(denoiser.shape)
+    x = randn((y.shape[0], *denoiser.shape), generator, y)
+    for i, (t, t_prev) in enumerate(step_pairs(grid)):
         with torch.no_grad():
-            x0_hat = (step_prior or prior).x0(x, t)
+            x0_hat = denoiser.prior_step.x0(x, t)
             mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
             x = mu + sigma * randn(x.shape, generator, x)
         info, zeta = {}, options.zeta(t, t_prev)
@@ -76,7 +81,7 @@ def solve_dmap(
             radius = math.sqrt(n) * sigma
             for _ in range(inner_steps):
                 x = x.detach().requires_grad_(True)
-                g, residual = measurement_grad(x, prior.x0(x, t_prev), operator, y, clamp)
+                g, residual = measurement_grad(x, denoiser.x0(x, t_prev), physics, y, clamp)
                 with torch.no_grad():
                     x = project_to_sphere(x - zeta * g, mu, radius)
                 info = {"residual": residual, "grad_norm": g.reshape(len(g), -1).norm(dim=1)}
@@ -84,7 +89,7 @@ def solve_dmap(
         check_state(x, "dmap", i, t, options.step_size)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat, **info})
-    return prior.clip(x)
+    return physics.image(x)
 
 
 register(Method("dmap", solve_dmap, DMAPOptions, "posterior maximization with sphere projection (Xu et al. 2025)"))

@@ -10,8 +10,9 @@ For ``t = tau_N .. tau_1``::
 The DPS paper's ``zeta_i = zeta`` is ``guidance="constant"``; both agree at the full
 T-step schedule (:class:`~dmap.solvers.base.StepSizeOptions`).
 Argument names: zeta -> ``step_size``, N -> ``steps``.  One network evaluation with
-gradient per step.  With a ``step_prior`` (DPS+CSE, Xu et al. 2025 Sec. 4) the mean
-``mu`` uses ``step_prior``'s x0_hat instead, one more evaluation (no gradient) per step.
+gradient per step.  When the denoiser's prior step is another model (DPS+CSE, Xu et al.
+2025 Sec. 4: the conditional score estimator), ``mu`` uses that model's x0_hat, one more
+evaluation (no gradient) per step.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dmap.operators.base import Operator
+from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
+from dmap.schedule import step_pairs
 from dmap.solvers.base import Method, StepSizeOptions, register
 from dmap.solvers.common import Callback, check_state, measurement_grad
 
@@ -36,26 +38,25 @@ class DPSOptions(StepSizeOptions):
 
 
 def solve_dps(
-    prior: Prior,
-    operator: Operator,
+    denoiser: Prior,
+    physics: Physics,
     y: Tensor,
+    grid: Tensor,
     options: DPSOptions = DPSOptions(),
     *,
     generator: Generators = None,
     callback: Callback = None,
-    step_prior: Prior | None = None,
 ) -> Tensor:
-    """Solve ``y = A(x) + n`` with DPS; returns ``x0 [B, C, H, W]`` in [-1, 1].
-    ``step_prior`` (default ``prior``) gives the x0_hat of the reverse-step mean."""
-    steps, eta, clamp = options.steps, options.eta, options.clamp
-    schedule = prior.schedule
-    x = randn((y.shape[0], *prior.shape), generator, y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(steps, options.spacing)):
+    """Solve ``y = A(x) + n`` with DPS along the time ``grid``; returns the images ``[B, C, H, W]``
+    in [-1, 1]."""
+    schedule, eta, clamp = denoiser.schedule, options.eta, options.clamp
+    x = randn((y.shape[0], *denoiser.shape), generator, y)
+    for i, (t, t_prev) in enumerate(step_pairs(grid)):
         x = x.detach().requires_grad_(True)
-        x0_hat = prior.x0(x, t)
-        g, residual = measurement_grad(x, x0_hat, operator, y, clamp)
+        x0_hat = denoiser.x0(x, t)
+        g, residual = measurement_grad(x, x0_hat, physics, y, clamp)
         with torch.no_grad():
-            x0_mu = x0_hat if step_prior is None else step_prior.x0(x, t)
+            x0_mu = x0_hat if denoiser.prior_step is denoiser else denoiser.prior_step.x0(x, t)
             mu, sigma = schedule.reverse_mean_std(x, x0_mu, t, t_prev, eta)
             zeta = options.zeta(t, t_prev)
             x = mu + sigma * randn(x.shape, generator, x) - zeta * g
@@ -71,7 +72,7 @@ def solve_dps(
                     "grad_norm": g.reshape(len(g), -1).norm(dim=1),
                 }
             )
-    return prior.clip(x.detach())
+    return physics.image(x.detach())
 
 
 register(Method("dps", solve_dps, DPSOptions, "Diffusion Posterior Sampling (Chung et al. 2023)"))

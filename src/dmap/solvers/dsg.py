@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dmap.operators.base import Operator
+from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
+from dmap.schedule import step_pairs
 from dmap.solvers.base import GuidanceOptions, Method, register, tunable
 from dmap.solvers.common import Callback, check_state, measurement_grad, per_sample_norm, project_to_sphere
 
@@ -50,30 +51,32 @@ class DSGOptions(GuidanceOptions):
 
 
 def solve_dsg(
-    prior: Prior,
-    operator: Operator,
+    denoiser: Prior,
+    physics: Physics,
     y: Tensor,
+    grid: Tensor,
     options: DSGOptions = DSGOptions(),
     *,
     generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
-    """Solve ``y = A(x) + n`` with DSG; returns ``x0 [B, C, H, W]`` in [-1, 1]."""
-    steps, interval, eta, clamp = options.steps, options.interval, options.eta, options.clamp
-    schedule = prior.schedule
-    n = math.prod(prior.shape)
-    x = randn((y.shape[0], *prior.shape), generator, y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(steps, options.spacing)):
+    """Solve ``y = A(x) + n`` with DSG along the time ``grid``; returns the images ``[B, C, H, W]``
+    in [-1, 1]."""
+    interval, eta, clamp = options.interval, options.eta, options.clamp
+    schedule = denoiser.schedule
+    n = math.prod(denoiser.shape)
+    x = randn((y.shape[0], *denoiser.shape), generator, y)
+    for i, (t, t_prev) in enumerate(step_pairs(grid)):
         guided = i % interval == 0
         x = x.detach().requires_grad_(guided)
         with torch.set_grad_enabled(guided):
-            x0_hat = prior.x0(x, t)
+            x0_hat = denoiser.x0(x, t)
         with torch.no_grad():
             mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
             d = sigma * randn(x.shape, generator, x)
         info = {}
         if guided:
-            g, residual = measurement_grad(x, x0_hat, operator, y, clamp)
+            g, residual = measurement_grad(x, x0_hat, physics, y, clamp)
             r = math.sqrt(n) * sigma
             d_star = -r * g / per_sample_norm(g).clamp_min(1e-30)
             d = d + options.rate(t, t_prev) * (d_star - d)
@@ -83,7 +86,7 @@ def solve_dsg(
         check_state(x, "dsg", i, t, options.guidance_rate)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach(), **info})
-    return prior.clip(x)
+    return physics.image(x)
 
 
 register(Method("dsg", solve_dsg, DSGOptions, "Spherical Gaussian guidance (Yang et al. 2024)"))

@@ -25,13 +25,16 @@ w -> ``weight``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from dmap.operators.base import LinearOperator, conjugate_gradients
+from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
+from dmap.schedule import step_pairs
 from dmap.solvers.base import Method, ReverseOptions, register, tunable
 from dmap.solvers.common import Callback, check_state
 
@@ -46,6 +49,7 @@ class PiGDMOptions(ReverseOptions):
     weight: float = tunable(1.0, grid=(0.3, 1.0, 3.0, 10.0, 30.0), refine=(0.58, 1.73))
     weighting: str = "damped"
     cg_iters: int = 50
+    needs: ClassVar[tuple[str, ...]] = ("linear",)
 
     def check(self) -> None:
         super().check()
@@ -53,7 +57,7 @@ class PiGDMOptions(ReverseOptions):
             raise ValueError(f"weighting must be damped or score, got {self.weighting!r}")
 
 
-def likelihood_score(operator: LinearOperator, y: Tensor, x: Tensor, x0_hat: Tensor, r2: float, sigma_y: Tensor,
+def likelihood_score(operator: LinearOperator | Physics, y: Tensor, x: Tensor, x0_hat: Tensor, r2: float, sigma_y: Tensor,
                      iters: int) -> Tensor:  # fmt: skip
     """``g = (d x0_hat/d x)^T A^T (r2 A A^T + sigma_y^2 I)^-1 (y - A x0_hat)`` per sample
     (``sigma_y [B]``; ``x0_hat`` a differentiable function of ``x``)."""
@@ -67,24 +71,24 @@ def likelihood_score(operator: LinearOperator, y: Tensor, x: Tensor, x0_hat: Ten
 
 
 def solve_pigdm(
-    prior: Prior,
-    operator: LinearOperator,
+    denoiser: Prior,
+    physics: Physics,
     y: Tensor,
+    grid: Tensor,
     options: PiGDMOptions = PiGDMOptions(),
     *,
-    sigma_y: Tensor,
     generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
-    """Solve ``y = A x + n`` with ΠGDM; ``sigma_y [B]`` is the noise std per sample.
-    Returns ``x0 [B, C, H, W]`` in [-1, 1]."""
-    schedule = prior.schedule
-    x = randn((y.shape[0], *prior.shape), generator, y)
-    for i, (t, t_prev) in enumerate(schedule.pairs(options.steps, options.spacing)):
+    """Solve ``y = A x + n`` with ΠGDM along the time ``grid`` (a linear ``physics`` with its
+    noise std per sample); returns the images ``[B, C, H, W]`` in [-1, 1]."""
+    schedule = denoiser.schedule
+    x = randn((y.shape[0], *denoiser.shape), generator, y)
+    for i, (t, t_prev) in enumerate(step_pairs(grid)):
         x = x.detach().requires_grad_(True)
-        x0_hat = prior.x0(x, t)
+        x0_hat = denoiser.x0(x, t)
         ab = float(schedule.alpha_bar[t])
-        g = likelihood_score(operator, y, x, x0_hat, 1 - ab, sigma_y, options.cg_iters)
+        g = likelihood_score(physics, y, x, x0_hat, 1 - ab, physics.sigma_y, options.cg_iters)
         with torch.no_grad():
             w = options.weight * (1.0 if options.weighting == "score" else ab)
             x0_g = x0_hat + w * (1 - ab) / ab**0.5 * g
@@ -93,8 +97,7 @@ def solve_pigdm(
         check_state(x, "pigdm", i, t, options.weight)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach()})
-    return prior.clip(x.detach())
+    return physics.image(x.detach())
 
 
-register(Method("pigdm", solve_pigdm, PiGDMOptions, "pseudoinverse-guided diffusion (Song et al. 2023)",
-                linear_only=True, uses_noise=True))  # fmt: skip
+register(Method("pigdm", solve_pigdm, PiGDMOptions, "pseudoinverse-guided diffusion (Song et al. 2023)"))

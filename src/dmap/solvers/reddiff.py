@@ -26,9 +26,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dmap.operators.base import Operator
+from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
+from dmap.schedule import step_pairs
 from dmap.solvers.base import Method, Options, register, tunable
 from dmap.solvers.common import Callback, check_state
 
@@ -49,28 +50,30 @@ def per_sample_mean(v: Tensor) -> Tensor:
 
 
 def solve_reddiff(
-    prior: Prior,
-    operator: Operator,
+    denoiser: Prior,
+    physics: Physics,
     y: Tensor,
+    grid: Tensor,
     options: REDDiffOptions = REDDiffOptions(),
     *,
     generator: Generators = None,
     callback: Callback = None,
 ) -> Tensor:
-    """Solve ``y = A(x) + n`` with RED-diff; returns ``x0 [B, C, H, W]`` in [-1, 1]."""
-    schedule = prior.schedule
-    shape = (y.shape[0], *prior.shape)
+    """Solve ``y = A(x) + n`` with RED-diff along the time ``grid``; returns the images
+    ``[B, C, H, W]`` in [-1, 1]."""
+    schedule = denoiser.schedule
+    shape = (y.shape[0], *denoiser.shape)
     with torch.no_grad():
-        start = operator.pinv(y) if operator.linear else randn(shape, generator, y)
-    mu = prior.clip(start.reshape(shape)).clone().requires_grad_(True)
+        start = physics.pinv(y) if physics.linear else randn(shape, generator, y)
+    mu = denoiser.clip(start.reshape(shape)).clone().requires_grad_(True)
     adam = torch.optim.Adam([mu], lr=options.lr, betas=(0.9, 0.99))
-    for i, (t, _) in enumerate(schedule.pairs(options.steps, options.spacing)):
+    for i, (t, _) in enumerate(step_pairs(grid)):
         a = schedule.coef(t, mu, torch.sqrt)
         s = schedule.coef(t, mu, lambda ab: (1 - ab).sqrt())
         eps = randn(shape, generator, y)
         with torch.no_grad():
-            residual = prior.eps(a * mu + s * eps, t) - eps
-        data = per_sample_mean((y - operator.A(mu)) ** 2) * (options.obs_weight / 2)
+            residual = denoiser.eps(a * mu + s * eps, t) - eps
+        data = per_sample_mean((y - physics.A(mu)) ** 2) * (options.obs_weight / 2)
         regularizer = per_sample_mean(residual * mu) * (options.lam * s / a).reshape(-1)
         adam.zero_grad(set_to_none=True)
         (data + regularizer).sum().backward()
@@ -78,7 +81,7 @@ def solve_reddiff(
         check_state(mu, "reddiff", i, t, options.lam)
         if callback is not None:
             callback({"step": i, "t": t, "x": mu.detach(), "x0_hat": mu.detach()})
-    return prior.clip(mu.detach())
+    return physics.image(mu.detach())
 
 
 register(Method("reddiff", solve_reddiff, REDDiffOptions, "variational, diffusion as regularizer (Mardani et al. 2024)"))

@@ -11,7 +11,22 @@ from torch import Tensor
 
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
+from dmap.schedule import step_pairs
 from dmap.solvers.common import Callback
+
+
+@torch.no_grad()
+def reverse_process(
+    denoiser: Prior, x: Tensor, grid: Tensor, eta: float = 1.0, *, generator: Generators = None, callback: Callback = None
+) -> Tensor:
+    """The reverse process from ``x = x_{tau_N}`` along the time ``grid``: the final state."""
+    for i, (t, t_prev) in enumerate(step_pairs(grid)):
+        x0_hat = denoiser.x0(x, t)
+        mu, sigma = denoiser.schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
+        x = mu + sigma * randn(x.shape, generator, x)
+        if callback is not None:
+            callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
+    return x
 
 
 @torch.no_grad()
@@ -27,13 +42,7 @@ def sample_prior(
 ) -> Tensor:
     """``n`` images ``[n, *prior.image_shape]`` in [-1, 1] sampled from ``prior`` with ``steps``
     reverse steps (a latent prior's samples decoded, ``D(z)``)."""
-    schedule = prior.schedule
     x = randn((n, *prior.shape), generator, torch.empty(0, device=prior.device))
-    for i, (t, t_prev) in enumerate(schedule.pairs(steps, spacing)):
-        x0_hat = prior.x0(x, t)
-        mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
-        x = mu + sigma * randn(x.shape, generator, x)
-        if callback is not None:
-            callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat})
-    with torch.no_grad():
-        return prior.decode(prior.clip(x)).clamp(-1, 1)
+    grid = torch.tensor(prior.schedule.timesteps(steps, spacing))
+    x = reverse_process(prior, x, grid, eta, generator=generator, callback=callback)
+    return prior.decode(prior.clip(x)).clamp(-1, 1)
