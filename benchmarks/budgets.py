@@ -127,14 +127,17 @@ def main() -> None:
             if args.report or not budgets:
                 cells += json.loads((where / "summary.json").read_text()) if (where / "summary.json").exists() else []
             else:
-                cells += bench(args.prior, [task], [method], where, images=args.images, nfe=",".join(map(str, budgets)),
-                               workers=args.workers)  # fmt: skip
+                cells += bench(
+                    args.prior, [task], [method], where, images=args.images, nfe=",".join(map(str, budgets)), workers=args.workers
+                )
         done = sorted((out / task).glob("*/summary.json"))
         if args.prior == "gmm-mnist" and done:  # same images and measurements in every folder of the task
             ceiling += exact_mmse_rows(done[0].parent, max(c["nfe_budget"] for c in cells))
     n = cells[0]["n_images"]
-    head = (f"{args.prior}, {n} test digits, sigma_y = 0.05, equal network evaluations, shipped presets at each budget, "
-            f"1 thread per worker (`python benchmarks/budgets.py --prior {args.prior}`)")  # fmt: skip
+    head = (
+        f"{args.prior}, {n} test digits, sigma_y = 0.05, equal network evaluations, shipped presets at each budget, "
+        f"1 thread per worker (`python benchmarks/budgets.py --prior {args.prior}`)"
+    )
     (folder / f"{args.prior}.md").write_text(head + "\n\n" + markdown(ceiling + cells, baseline="dps"))
     best = head + "; best method per budget and task, paired margin over the runner-up\n\n" + best_table(cells)
     (folder / f"{args.prior}-best.md").write_text(best)

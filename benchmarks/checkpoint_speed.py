@@ -108,8 +108,7 @@ def measure(prior, batch: int, steps: int, reps: int, device: torch.device) -> d
     task = make_task("inpaint-box", prior.shape, generator=seeded(0))
     task.operator.to(device)
     y = task.simulate(x.clamp(-1, 1), generator=sample_generators(1, batch))
-    row = {"batch": batch, "forward_s": timed(forward, reps, device),
-           "forward_backward_s": timed(forward_backward, reps, device)}  # fmt: skip
+    row = {"batch": batch, "forward_s": timed(forward, reps, device), "forward_backward_s": timed(forward_backward, reps, device)}
     for method in ("dps", "dmap"):
         s = step_seconds(method, prior, task, y, steps, reps, device)
         row[f"{method}_step_s"] = s
@@ -130,8 +129,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    result = {"config": args.config, "device": str(device), "threads": args.threads, "torch": torch.__version__,
-              "steps_timed": args.steps, "reps": args.reps, "rows": []}  # fmt: skip
+    result = {
+        "config": args.config,
+        "device": str(device),
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "steps_timed": args.steps,
+        "reps": args.reps,
+        "rows": [],
+    }
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)
     for dtype in args.dtypes.split(","):

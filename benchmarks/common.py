@@ -8,7 +8,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-PAPER_TASKS = list(__import__("dmap.shipped").shipped.PAPER_TASKS)
+PAPER_TASKS = list(__import__("dmap.catalogue").catalogue.PAPER_TASKS)
+
+
+def dmap_cli(*args: str) -> None:
+    """Run ``dmap ARGS...`` from the repository root, the command printed first."""
+    cmd = ["dmap", *args]
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
 
 
 def bench(
@@ -19,35 +26,22 @@ def bench(
     *,
     images: int = 32,
     nfe: int | str = 1000,
-    threads: int = 1,
+    protocol: str | None = None,
+    sigma_y: float | None = None,
+    threads: int | None = 1,
     workers: int = 1,
     presets: Path | None = None,
 ) -> list[dict]:
-    """Run (or finish) ``dmap bench`` into ``out`` (``nfe``: one budget or several, "20,100")
-    and return its summary cells."""
-    cmd = [
-        "dmap",
-        "bench",
-        "--prior",
-        prior,
-        "--tasks",
-        ",".join(tasks),
-        "--methods",
-        ",".join(methods),
-        "--images",
-        str(images),
-        "--nfe",
-        str(nfe),
-        "--threads",
-        str(threads),
-        "--workers",
-        str(workers),
-        "--out",
-        str(out),
-        "--refresh",  # cells whose presets changed are solved again
-    ] + (["--presets", str(presets)] if presets else [])
-    print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    """Run (or finish) ``dmap bench`` into ``out`` and return its summary cells: the one place
+    the benchmark scripts build a bench command.  ``nfe``: one budget or several ("20,100"),
+    evaluations per image, or steps under ``protocol="equal-steps"``; flags left None are
+    not passed (the bench's defaults).  ``--refresh``: cells whose settings changed are
+    solved again."""
+    flag = "--steps" if protocol == "equal-steps" else "--nfe"
+    optional = {"--protocol": protocol, "--sigma-y": sigma_y, "--threads": threads, "--presets": presets}
+    args = ["--prior", prior, "--tasks", ",".join(tasks), "--methods", ",".join(methods), "--images", str(images)]
+    args += [flag, str(nfe)] + [a for k, v in optional.items() if v is not None for a in (k, str(v))]
+    dmap_cli("bench", *args, "--workers", str(workers), "--out", str(out), "--refresh")
     return json.loads((out / "summary.json").read_text())
 
 
@@ -67,9 +61,20 @@ def exact_mmse_rows(out: Path, budget: int) -> list[dict]:
         mmse = post.mean(y.reshape(len(y), -1).double()).float().reshape(b.x.shape)
         p = psnr(mmse, b.x).numpy()
         rows.append(
-            {"task": task_name, "method": "exact-mmse", "prior": b.config.prior, "n_images": len(p), "nfe_budget": budget,
-             "steps": 0, "nfe": 0, "psnr_mean": float(p.mean()), "psnr_se": float(p.std(ddof=1) / np.sqrt(len(p))),
-             "ssim_mean": float(ssim(mmse, b.x).mean()), "seconds_per_image": float("nan"), "peak_mem_mb": float("nan"),
-             "psnr_per_image": p.tolist()}
-        )  # fmt: skip
+            {
+                "task": task_name,
+                "method": "exact-mmse",
+                "prior": b.config.prior,
+                "n_images": len(p),
+                "nfe_budget": budget,
+                "steps": 0,
+                "nfe": 0,
+                "psnr_mean": float(p.mean()),
+                "psnr_se": float(p.std(ddof=1) / np.sqrt(len(p))),
+                "ssim_mean": float(ssim(mmse, b.x).mean()),
+                "seconds_per_image": float("nan"),
+                "peak_mem_mb": float("nan"),
+                "psnr_per_image": p.tolist(),
+            }
+        )
     return rows

@@ -14,6 +14,14 @@ guidance), the best PSNR at each budget and the PSNR there of the setting best a
 other options from their preset, guidance ``-``);
 then per (method, task) the shipped preset's PSNR at each budget (its strength for the
 steps it takes, ``guidance`` = ``preset``) and its gap to the best grid value there.
+
+    python benchmarks/guidance_budget.py --from-tune [--prior mnist] [--methods pigdm,daps,reddiff,diffpir]
+
+reads the same question off the trials of `dmap tune` over several budgets instead, no new
+solve (``benchmarks/results/tune/<prior>-<task>-<method>-<budgets>.json``, written by
+`tune_presets.py --nfe ...`): for each (method, task) and budget n, the best PSNR of any
+trial at n and the PSNR at n of the one setting best at ``--reference`` evaluations (250),
+into ``benchmarks/results/budget_gaps_<prior>.md``.
 """
 
 from __future__ import annotations
@@ -28,14 +36,16 @@ from collections import defaultdict
 import torch
 
 from common import RESULTS
+from dmap.catalogue import PAPER_TASKS, TASK_SEED, load_prior, tuning_problem
 from dmap.data import mnist_spread
 from dmap.presets import resolve_options
 from dmap.rng import sample_generators
-from dmap.shipped import PAPER_TASKS, TASK_SEED, load_prior, tuning_problem
 from dmap.solvers import get_method
 from dmap.tune import evaluate
 
 OUT = RESULTS / "guidance_budget"
+TUNE = RESULTS / "tune"
+DEFAULT_METHODS = "dps,dmap,dsg"
 
 
 def trials(path) -> list[dict]:
@@ -87,19 +97,81 @@ def preset_table(rows: list[dict], budgets: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gaps(path, key: str, reference: int) -> tuple[list[int], dict[int, float], dict[int, float], float] | None:
+    """Budgets, best PSNR per budget, PSNR per budget of the setting best at ``reference``,
+    that setting (None if the tuning did not include ``reference``)."""
+    trials = json.loads(path.read_text())["trials"]
+    shared = [t for t in trials if "budget_only" not in t]
+    budgets = shared[0]["nfe"]
+    if reference not in budgets:
+        return None
+    best = defaultdict(lambda: -math.inf)
+    for t in shared:
+        for n, p in zip(budgets, t["psnr_per_budget"]):
+            best[n] = max(best[n], p)
+    for t in trials:
+        if "budget_only" in t:
+            best[t["budget_only"]] = max(best[t["budget_only"]], t["psnr"])
+    j = budgets.index(reference)
+    chosen = max(shared, key=lambda t: t["psnr_per_budget"][j])
+    return budgets, dict(best), dict(zip(budgets, chosen["psnr_per_budget"])), chosen[key]
+
+
+def from_tune(prior: str, methods: str, reference: int) -> None:
+    """``budget_gaps_<prior>.md`` from the tuning trials (module docstring)."""
+    import dmap
+
+    args = argparse.Namespace(prior=prior, methods=methods, reference=reference)
+    lines = []
+    for method in args.methods.split(","):
+        key = dmap.METHODS[method].options.strength()
+        for path in sorted(TUNE.glob(f"{args.prior}-*-{method}-*_*.json")):  # tuned over several budgets
+            task = path.stem[len(args.prior) + 1 : path.stem.rindex(f"-{method}-")]
+            if task not in dmap.TASKS:  # another prior whose name starts with this one's (mnist-latent)
+                continue
+            found = gaps(path, key, args.reference)
+            if found is None:
+                continue
+            budgets, best, at_ref, value = found
+            if not lines:
+                lines = [
+                    f"| method | task | strength best at {args.reference} | per budget n: tuned at n / that strength "
+                    "| worst gap (dB) |",
+                    "|---|---|---|---|---|",
+                ]
+            worst = max(best[n] - at_ref[n] for n in budgets)
+            cells = "; ".join(f"{n}: {best[n]:.2f} / {at_ref[n]:.2f}" for n in budgets)
+            lines.append(f"| {method} | {task} | {key} {value:g} | {cells} | {worst:.2f} |")
+    command = "python benchmarks/guidance_budget.py --from-tune"
+    text = f"prior {args.prior}, 8 train digits, PSNR (dB) from the tuning trials (`{command}`)\n\n"
+    text += "\n".join(lines) + "\n"
+    (RESULTS / f"budget_gaps_{args.prior}.md").write_text(text)
+    print(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prior", default="mnist")
-    ap.add_argument("--methods", default="dps,dmap,dsg")
+    ap.add_argument("--methods", default=DEFAULT_METHODS)
     ap.add_argument("--tasks", default=",".join(PAPER_TASKS))
     ap.add_argument("--guidance", default="time", help="parametrizations of the guided methods (time, constant)")
     ap.add_argument("--nfe", default="50,250,1000")
     ap.add_argument("--grid", default="0.1,0.3,1,3", help="step sizes of dps and dmap (per unit of time)")
     ap.add_argument("--rate-grid", default="0.01,0.03,0.1,0.3", help="guidance rates of dsg (per unit of time)")
     ap.add_argument("--images", type=int, default=8)
-    ap.add_argument("--split", choices=["train", "test"], default="train",
-                    help="train: the tuning digits; test: digits evenly spaced over the test split (<prior>-test.*)")  # fmt: skip
+    ap.add_argument(
+        "--split",
+        choices=["train", "test"],
+        default="train",
+        help="train: the tuning digits; test: digits evenly spaced over the test split (<prior>-test.*)",
+    )
+    ap.add_argument("--from-tune", action="store_true", help="read the gaps off the tuning trials instead (no solve)")
+    ap.add_argument("--reference", type=int, default=250, help="with --from-tune: the budget the one setting is chosen at")
     args = ap.parse_args()
+    if args.from_tune:
+        return from_tune(
+            args.prior, args.methods if args.methods != DEFAULT_METHODS else "pigdm,daps,reddiff,diffpir", args.reference
+        )
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
     name = args.prior + ("-test" if args.split == "test" else "") + (f"-{args.images}" if args.images != 8 else "")
@@ -136,8 +208,16 @@ def main() -> None:
                             opts = options(**{strength: value}, guidance=guidance).for_budget(nfe)
                         start = time.perf_counter()
                         score = evaluate(prior, task, method, x, y, 0, opts)
-                        row = {"method": method, "task": task_name, "guidance": guidance, "nfe": nfe, "value": value,
-                               "options": opts.to_dict(), "psnr": score, "seconds": time.perf_counter() - start}  # fmt: skip
+                        row = {
+                            "method": method,
+                            "task": task_name,
+                            "guidance": guidance,
+                            "nfe": nfe,
+                            "value": value,
+                            "options": opts.to_dict(),
+                            "psnr": score,
+                            "seconds": time.perf_counter() - start,
+                        }
                         with path.open("a") as f:
                             f.write(json.dumps(row) + "\n")
     rows = trials(path)

@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from pathlib import Path
 
-from common import PAPER_TASKS, RESULTS, ROOT
+from common import PAPER_TASKS, RESULTS, ROOT, bench, dmap_cli
 from protocols import paired
 
 OUT = RESULTS / "latent_tasks"
@@ -42,10 +41,21 @@ METHODS = ("dps", "dsg", "dmap", "cse", "dps+cse", "dmap+cse")
 def adapter(args, task: str, sigma_y: float) -> Path:
     path = Path(args.adapters) / f"{task}-sigma{sigma_y:g}"
     if not (path / "dmap_cse.json").exists():
-        cmd = ["dmap", "train-cse", "--prior", args.prior, "--task", task, "--sigma-y", str(sigma_y), "--images", "100",
-               "--steps", str(args.adapter_steps), "--out", str(path)]  # fmt: skip
-        print(" ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
+        dmap_cli(
+            "train-cse",
+            "--prior",
+            args.prior,
+            "--task",
+            task,
+            "--sigma-y",
+            str(sigma_y),
+            "--images",
+            "100",
+            "--steps",
+            str(args.adapter_steps),
+            "--out",
+            str(path),
+        )
     return path
 
 
@@ -53,25 +63,32 @@ def folder(protocol: str, budgets: str, sigma_y: float) -> str:
     return f"{protocol}-sigma{sigma_y:g}-{budgets.replace(',', '_')}"
 
 
-def bench(args, prior: str, tasks: str, methods: list[str], protocol: str, budgets: str, sigma_y: float, out: Path) -> None:
-    """One resumable `dmap bench` (``--refresh``: cells whose settings changed are solved again)."""
-    flag = "--nfe" if protocol == "equal-nfe" else "--steps"
-    cmd = ["dmap", "bench", "--prior", prior, "--tasks", tasks, "--methods", ",".join(methods), "--images", str(args.images),
-           "--protocol", protocol, flag, budgets, "--sigma-y", str(sigma_y), "--workers", str(args.workers), "--out",
-           str(out), "--refresh"]  # fmt: skip
-    print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+def run_bench(args, prior: str, tasks: str, methods: list[str], protocol: str, budgets: str, sigma_y: float, out: Path) -> None:
+    bench(
+        prior,
+        tasks.split(","),
+        methods,
+        out,
+        images=args.images,
+        nfe=budgets,
+        protocol=protocol,
+        sigma_y=sigma_y,
+        threads=None,
+        workers=args.workers,
+    )
 
 
 def run(args, protocol: str, budgets: str, sigma_y: float, task: str) -> None:
     cse = adapter(args, task, sigma_y)
     methods = [f"{m}[cse={cse}]" if "cse" in m else m for m in METHODS]
-    bench(args, args.prior, task, methods, protocol, budgets, sigma_y, OUT / folder(protocol, budgets, sigma_y) / task)
+    run_bench(args, args.prior, task, methods, protocol, budgets, sigma_y, OUT / folder(protocol, budgets, sigma_y) / task)
 
 
 def run_pixel(args, protocol: str, budgets: str, sigma_y: float) -> None:
     """dsg and cse on the pixel `mnist` prior (the rest of its row is `protocols.py`'s)."""
-    bench(args, "mnist", args.tasks, ["dsg", "cse"], protocol, budgets, sigma_y, OUT / "pixel" / folder(protocol, budgets, sigma_y))
+    run_bench(
+        args, "mnist", args.tasks, ["dsg", "cse"], protocol, budgets, sigma_y, OUT / "pixel" / folder(protocol, budgets, sigma_y)
+    )
 
 
 def short(method: str) -> str:
@@ -96,8 +113,11 @@ def table() -> str:
                     continue
                 rest = [paired(row[m], row["dps"]) if m in row else "-" for m in METHODS[1:]]
                 dps = f"{row['dps']['psnr_mean']:.2f} ± {row['dps']['psnr_se']:.2f}"
-                lines.append(f"| {config['protocol']} | {config['sigma_y']:g} | {budget} | {config['tasks'][0]} | {name} | {dps} | "
-                             + " | ".join(rest) + " |")  # fmt: skip
+                lines.append(
+                    f"| {config['protocol']} | {config['sigma_y']:g} | {budget} | {config['tasks'][0]} | {name} | {dps} | "
+                    + " | ".join(rest)
+                    + " |"
+                )
     return "\n".join(lines) + "\n"
 
 

@@ -15,8 +15,8 @@ import argparse
 import json
 
 from common import PAPER_TASKS, RESULTS
+from dmap.catalogue import shipped_cse
 from dmap.cli import main as dmap_main
-from dmap.shipped import shipped_cse
 
 ESTIMATES = ["unconditional", "dps", "cse"]
 NFE = {"gmm-mnist": 1000, "mnist": 500}  # restorations for the diversity (the network prior costs more)

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 
-from common import PAPER_TASKS, RESULTS, ROOT
+from common import PAPER_TASKS, RESULTS, bench
 
 OUT = RESULTS / "protocols"
 
@@ -30,12 +29,18 @@ def folder(protocol: str, sigma_y: float, budgets: str):
 
 def run(args) -> None:
     out = folder(args.protocol, args.sigma_y, args.budgets)
-    flag = "--nfe" if args.protocol == "equal-nfe" else "--steps"
-    cmd = ["dmap", "bench", "--prior", args.prior, "--tasks", ",".join(PAPER_TASKS), "--methods", args.methods,
-           "--images", str(args.images), "--protocol", args.protocol, flag, args.budgets, "--sigma-y", str(args.sigma_y),
-           "--workers", str(args.workers), "--out", str(out), "--refresh"]  # fmt: skip
-    print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    bench(
+        args.prior,
+        PAPER_TASKS,
+        args.methods.split(","),
+        out,
+        images=args.images,
+        nfe=args.budgets,
+        protocol=args.protocol,
+        sigma_y=args.sigma_y,
+        threads=None,
+        workers=args.workers,
+    )
 
 
 def paired(cell: dict, base: dict) -> str:

@@ -8,18 +8,23 @@ and K for DMAP, on *train* digits, maximizing the mean PSNR over the ``--nfe`` b
 network evaluations per image: one setting for all of them; ``--around PRIOR`` searches
 locally around that prior's presets, K kept).
 Each call adds its choice and a note saying how it was made to the preset file (``--out``,
-default the shipped one); its trials go to ``<trials>/<prior>-<task>-<method>-<nfe>.json`` (budgets joined by _)
+default the shipped one, whose notes then move to ``docs/preset-provenance.md``: the shipped
+file holds values only); its trials go to ``<trials>/<prior>-<task>-<method>-<nfe>.json`` (budgets joined by _)
 (default ``benchmarks/results/tune/``), and a pair already tuned there is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 from pathlib import Path
 
 import dmap
 from common import RESULTS, ROOT
+
+SHIPPED = ROOT / "src" / "dmap" / "presets.json"
+PROVENANCE = ROOT / "docs" / "preset-provenance.md"
 
 
 def main() -> None:
@@ -30,7 +35,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--nfe", default="100,250,1000", help="budgets, one setting for all (100,250,1000)")
     ap.add_argument("--around", help="local search around this prior's presets (e.g. gmm-mnist), K kept")
-    ap.add_argument("--out", default=str(ROOT / "src" / "dmap" / "presets.json"), help="preset file (the shipped one)")
+    ap.add_argument("--out", default=str(SHIPPED), help="preset file (the shipped one)")
     ap.add_argument("--trials", default=str(RESULTS / "tune"), help="folder for the trials of each call")
     args = ap.parse_args()
     presets = Path(args.out)
@@ -64,7 +69,23 @@ def main() -> None:
             tmp = trials.with_suffix(".tmp")
             tmp.write_text(result)
             tmp.replace(trials)
+            if presets == SHIPPED:
+                move_notes()
     print("wrote", presets)
+
+
+def move_notes() -> None:
+    """The notes ``dmap tune`` wrote into the shipped preset file, moved to the provenance table."""
+    data = json.loads(SHIPPED.read_text())
+    notes = data.pop("notes", {})
+    rows = [line for line in PROVENANCE.read_text().splitlines() if line.startswith("| `")]
+    known = {row.split("`")[1]: row.split(" | ", 1)[1].removesuffix(" |") for row in rows}
+    known.update({k: v.replace("|", "/") for k, v in notes.items()})
+    head = PROVENANCE.read_text().split("| preset |")[0]
+    table = ["| preset | how it was made |", "|---|---|"]
+    table += [f"| `{k}` | {known[k]} |" for k in sorted(known, key=lambda k: (k.count("/"), k))]
+    PROVENANCE.write_text(head + "\n".join(table) + "\n")
+    SHIPPED.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 if __name__ == "__main__":

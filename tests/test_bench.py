@@ -277,10 +277,12 @@ def test_an_image_that_diverges_is_recorded_and_the_rest_of_its_batch_kept(tmp_p
     is solved again image by image, the diverged image gets NaN and the reason, the others
     the scores a one-image batch gives, and the run goes on."""
     spec = "dps[step_size=6]"
-    summary = run_bench(BenchConfig("gmm-mnist", ("sr4",), (spec,), images=4, nfe=(12,), batch_size=2), tmp_path / "b2",
-                        show_progress=False)  # fmt: skip
-    alone = run_bench(BenchConfig("gmm-mnist", ("sr4",), (spec,), images=4, nfe=(12,), batch_size=1), tmp_path / "b1",
-                      show_progress=False)  # fmt: skip
+    summary = run_bench(
+        BenchConfig("gmm-mnist", ("sr4",), (spec,), images=4, nfe=(12,), batch_size=2), tmp_path / "b2", show_progress=False
+    )
+    alone = run_bench(
+        BenchConfig("gmm-mnist", ("sr4",), (spec,), images=4, nfe=(12,), batch_size=1), tmp_path / "b1", show_progress=False
+    )
     (cell,) = summary
     psnr = np.array(cell["psnr_per_image"])
     assert cell["diverged"] == 1 and np.isnan(psnr).sum() == 1 and np.isnan(cell["psnr_mean"])

@@ -70,8 +70,9 @@ def test_preset_files_from_before_the_time_parametrization_read_as_per_step(tmp_
     from dmap.presets import load_presets, resolve_options, write_preset
 
     old = tmp_path / "old.json"
-    old.write_text(json.dumps({"notes": {}, "presets": {"mnist": {"sr4": {"dps": {"step_size": 0.64, "steps": 1000},
-                                                                        "ddrm": {"eta": 0.5}}}}}))  # fmt: skip
+    old.write_text(
+        json.dumps({"notes": {}, "presets": {"mnist": {"sr4": {"dps": {"step_size": 0.64, "steps": 1000}, "ddrm": {"eta": 0.5}}}}})
+    )
     opts = resolve_options("dps", "mnist", "sr4", presets=load_presets(old))
     assert (opts.step_size, opts.guidance) == (0.64, "constant")
     assert resolve_options("ddrm", "mnist", "sr4", presets=load_presets(old)).eta == 0.5

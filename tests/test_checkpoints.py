@@ -16,9 +16,20 @@ from dmap.utils import WeightsError
 
 # a reduced ADM with every feature of the published ones: learned sigma, scale-shift norm,
 # residual up/down-sampling, attention with head channels (legacy order)
-TINY = {"image_size": 64, "num_channels": 32, "num_res_blocks": 1, "channel_mult": "1,2", "learn_sigma": "True",
-        "attention_resolutions": "16", "num_heads": 4, "num_head_channels": 16, "use_scale_shift_norm": True,
-        "resblock_updown": True, "use_fp16": False, "timestep_respacing": ""}  # fmt: skip
+TINY = {
+    "image_size": 64,
+    "num_channels": 32,
+    "num_res_blocks": 1,
+    "channel_mult": "1,2",
+    "learn_sigma": "True",
+    "attention_resolutions": "16",
+    "num_heads": 4,
+    "num_head_channels": 16,
+    "use_scale_shift_norm": True,
+    "resblock_updown": True,
+    "use_fp16": False,
+    "timestep_respacing": "",
+}
 
 
 @pytest.mark.parametrize("name, params, tensors", [("adm-ffhq256", 93.6e6, 362), ("adm-imagenet256", 552.8e6, 566)])
@@ -100,8 +111,18 @@ def test_a_file_of_another_configuration_is_refused_in_one_line(tiny, tmp_path, 
     (tmp_path / "d").mkdir()
     img = tmp_path / "d" / "x.png"
     dmap.data.save_image(img, torch.zeros(3, 64, 64))
-    argv = ["restore", str(img), "--task", "sr4", "--method", "dps", "--prior", f"adm-ffhq256={folder / 'model.pt'}",
-            "--out", str(tmp_path / "o")]  # fmt: skip
+    argv = [
+        "restore",
+        str(img),
+        "--task",
+        "sr4",
+        "--method",
+        "dps",
+        "--prior",
+        f"adm-ffhq256={folder / 'model.pt'}",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "adm-ffhq256" in err and not (tmp_path / "o").exists()
@@ -128,8 +149,9 @@ def test_dps_and_dmap_restore_colour_64px_and_batch_equals_loop(tiny, tmp_path, 
     y = task.simulate(x, generator=sample_generators(1, 2))
     opts = {"steps": 4, "step_size": 0.01} | ({"inner_steps": 1} if method == "dmap" else {})
     batch = dmap.solve(method, prior, task, y, generator=sample_generators(3, 2), **opts)
-    single = torch.cat([dmap.solve(method, prior, task, y[i : i + 1], generator=sample_generators(3, 1, i), **opts)
-                        for i in range(2)])  # fmt: skip
+    single = torch.cat(
+        [dmap.solve(method, prior, task, y[i : i + 1], generator=sample_generators(3, 1, i), **opts) for i in range(2)]
+    )
     assert batch.shape == (2, 3, 64, 64)
     torch.testing.assert_close(batch, single, rtol=1e-4, atol=1e-4)
 
@@ -163,9 +185,16 @@ def diffusers_folder(path, prediction="epsilon", schedule="linear"):
     from diffusers import DDPMScheduler, UNet2DModel
 
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=32, in_channels=3, out_channels=3, layers_per_block=1,
-                       block_out_channels=(32, 64), down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=8)  # fmt: skip
+    unet = UNet2DModel(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+    )
     unet.save_pretrained(path / "unet")
     DDPMScheduler(beta_schedule=schedule, prediction_type=prediction).save_pretrained(path / "scheduler")
     (path / "model_index.json").write_text(json.dumps({"_class_name": "DDPMPipeline"}))
@@ -183,8 +212,11 @@ def test_a_diffusers_folder_loads_and_its_eps_is_the_models_own(tmp_path, predic
         out = unet(x, t).sample
         eps = prior.eps(x, t)
     ab = prior.schedule.alpha_bar[t].reshape(-1, 1, 1, 1).float()
-    expected = {"epsilon": out, "v_prediction": ab.sqrt() * out + (1 - ab).sqrt() * x,
-                "sample": (x - ab.sqrt() * out) / (1 - ab).sqrt()}[prediction]  # fmt: skip
+    expected = {
+        "epsilon": out,
+        "v_prediction": ab.sqrt() * out + (1 - ab).sqrt() * x,
+        "sample": (x - ab.sqrt() * out) / (1 - ab).sqrt(),
+    }[prediction]
     torch.testing.assert_close(eps, expected, rtol=1e-4, atol=1e-5)
     if prediction == "v_prediction":
         assert prior.schedule.config.kind == "cosine"
@@ -197,13 +229,39 @@ def test_restore_and_bench_run_on_a_diffusers_folder(tmp_path, capsys):
     for i in range(3):
         dmap.data.save_image(images / f"{i}.png", torch.rand(3, 32, 32, generator=seeded(i)) * 2 - 1)
     common = ["--prior", str(tmp_path / "model"), "--threads", "1"]
-    argv = ["restore", str(images / "0.png"), "--task", "sr4", "--method", "dps", "--steps", "3", "--step-size",
-            "0.01", "--out", str(tmp_path / "r"), "--json"]  # fmt: skip
+    argv = [
+        "restore",
+        str(images / "0.png"),
+        "--task",
+        "sr4",
+        "--method",
+        "dps",
+        "--steps",
+        "3",
+        "--step-size",
+        "0.01",
+        "--out",
+        str(tmp_path / "r"),
+        "--json",
+    ]
     assert main(argv + common) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["prior"] == str(tmp_path / "model") and (tmp_path / "r" / "0_restored.png").exists()
-    argv = ["bench", "--tasks", "sr4", "--methods", "dps[step_size=0.01]", "--images", "2", "--nfe", "3",
-            "--data", str(images), "--out", str(tmp_path / "b")]  # fmt: skip
+    argv = [
+        "bench",
+        "--tasks",
+        "sr4",
+        "--methods",
+        "dps[step_size=0.01]",
+        "--images",
+        "2",
+        "--nfe",
+        "3",
+        "--data",
+        str(images),
+        "--out",
+        str(tmp_path / "b"),
+    ]
     assert main(argv + common) == 0
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["image_files"] == ["0.png", "2.png"] and manifest["config"]["data"] == str(images)
@@ -228,8 +286,11 @@ def test_every_task_and_method_runs_on_colour_images(tiny, tmp_path):
         for method, m in dmap.METHODS.items():
             if m.uses_cse or unsuited(method, task):
                 continue
-            strength = {k: v for k, v in {"step_size": 0.01, "guidance_rate": 0.05, "lam": 1.0}.items()
-                        if k in {f for f in m.options.__dataclass_fields__}}  # fmt: skip
+            strength = {
+                k: v
+                for k, v in {"step_size": 0.01, "guidance_rate": 0.05, "lam": 1.0}.items()
+                if k in {f for f in m.options.__dataclass_fields__}
+            }
             out = dmap.solve(method, prior, task, y, steps=2, generator=sample_generators(2, 2), **strength)
             assert out.shape == (2, 3, 64, 64) and torch.isfinite(out).all(), (name, method)
             ran += 1

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from dmap import METHODS, load_prior, resolve_options, solve
-from dmap.cse import CSE, AdapterMeta, adapter_for, condition, find_cse, load_cse
+from dmap.catalogue import find_cse
+from dmap.cse import CSE, AdapterMeta, adapter_for, condition, load_cse
 from dmap.data import mnist
 from dmap.operators import TASKS, make_task
 from dmap.priors.network import NetworkPrior

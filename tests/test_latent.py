@@ -19,14 +19,27 @@ def tiny_sd(folder, seed=0, width=WIDTH):
     """A Stable Diffusion layout: 3 x 16 x 16 images, 4 x 8 x 8 latents."""
     torch.manual_seed(seed)
     unet = diffusers.UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=width, attention_head_dim=4, norm_num_groups=8,
-    )  # fmt: skip
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=width,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
     vae = diffusers.AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        block_out_channels=(16, 32), latent_channels=4, norm_num_groups=8, sample_size=16,
-    )  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(16, 32),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=16,
+    )
     unet.save_pretrained(folder / "unet")
     vae.save_pretrained(folder / "vae")
     # v-prediction (as SD 2's 768 px model): with random weights (v ~ 0) x0_hat = sqrt(ab) z_t - sqrt(1 - ab) v stays
@@ -77,8 +90,12 @@ def test_methods_for_any_operator_restore_images_and_batch_equals_loop(sd, metho
     options = dmap.resolve_options(method, prior.name, "sr4", steps=4, **extra)  # no presets for tiny-sd: the defaults
     batch = dmap.api.run_method(method, prior, task, y, options, generator=sample_generators(3, 3))
     assert batch.shape == (3, 3, 16, 16) and batch.abs().max() <= 1
-    loop = torch.cat([dmap.api.run_method(method, prior, task, y[i : i + 1], options, generator=sample_generators(3, 3)[i : i + 1])
-                      for i in range(3)])  # fmt: skip
+    loop = torch.cat(
+        [
+            dmap.api.run_method(method, prior, task, y[i : i + 1], options, generator=sample_generators(3, 3)[i : i + 1])
+            for i in range(3)
+        ]
+    )
     torch.testing.assert_close(batch, loop, rtol=1e-3, atol=1e-4)  # float32 sums of batched attention and convs
 
 

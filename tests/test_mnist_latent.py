@@ -9,11 +9,11 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 import dmap  # noqa: E402
+from dmap.catalogue import asset  # noqa: E402
 from dmap.cli import main  # noqa: E402
 from dmap.data import mnist, save_image  # noqa: E402
 from dmap.metrics import psnr  # noqa: E402
 from dmap.rng import sample_generators, seeded  # noqa: E402
-from dmap.shipped import asset  # noqa: E402
 from dmap.solvers.sample import sample_prior  # noqa: E402
 
 FOLDER = asset("mnist-latent")

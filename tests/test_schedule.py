@@ -142,3 +142,18 @@ def test_quadratic_spacing_is_the_diffpir_grid():
         s.timesteps(900, "quadratic")
     with pytest.raises(ValueError, match="unknown spacing"):
         s.timesteps(10, "cubic")
+
+
+def test_karras_spacing_follows_karras_sigmas():
+    """Distinct timesteps from T-1 to 0 whose sigmas follow (s_max^(1/7) + i/(N-1)
+    (s_min^(1/7) - s_max^(1/7)))^7 where the grid is coarse enough to hold them."""
+    s = Schedule.linear()
+    ts = s.timesteps(20, "karras")
+    assert ts[0] == 999 and ts[-1] == 0 and all(a > b for a, b in zip(ts, ts[1:]))
+    sigma = s.sigmas()
+    root = sigma[[999, 0]] ** (1 / 7)
+    target = (root[0] + torch.linspace(0, 1, 20, dtype=torch.float64) * (root[1] - root[0])) ** 7
+    ratio = sigma[ts[:12]] / target[:12]  # the high-noise part, where neighbouring timesteps are close in sigma
+    assert ((ratio - 1).abs() < 0.02).all(), ratio
+    with pytest.raises(ValueError, match="karras spacing needs steps <= 250"):
+        s.timesteps(300, "karras")

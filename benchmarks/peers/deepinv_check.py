@@ -62,8 +62,9 @@ def problem(task_name: str, images: int) -> Problem:
     y = task.simulate(x, generator=[seeded(1, int(i)) for i in ids])
     y01 = torch.zeros(len(x), 32 * 32)
     y01[:, op.order[: op.y_shape[0]]] = (y + 1) / 2
-    physics = dinv.physics.Inpainting(img_size=(1, 32, 32), mask=op.mask.float()[None],
-                                      noise_model=dinv.physics.GaussianNoise(sigma=0.025))  # fmt: skip
+    physics = dinv.physics.Inpainting(
+        img_size=(1, 32, 32), mask=op.mask.float()[None], noise_model=dinv.physics.GaussianNoise(sigma=0.025)
+    )
     return Problem(prior, x, ids, task, y, y01, physics, [seeded(2, int(i)) for i in ids])
 
 
@@ -92,12 +93,10 @@ def main() -> None:
         ours = dmap.solve("ddrm", prior, task, y, steps=args.steps, generator=gens)
         rows["ddrm"] = (psnr(ours, x).numpy(), deepinv_ddrm(p, args.steps).numpy())
         torch.manual_seed(0)
-        dp = dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), sigma=0.025, max_iter=args.steps, zeta=0.3,
-                                   lambda_=7.0)  # fmt: skip
+        dp = dinv.sampling.DiffPIR(den, dinv.optim.data_fidelity.L2(), sigma=0.025, max_iter=args.steps, zeta=0.3, lambda_=7.0)
         theirs = psnr(2 * torch.cat([dp(y01[i : i + 1].reshape(1, 1, 32, 32), physics) for i in range(len(x))]) - 1, x)
         for spacing in ("uniform", "quadratic"):  # deepinv's DiffPIR steps on the quadratic grid
-            ours = dmap.solve("diffpir", prior, task, y, steps=args.steps, lam=7.0, zeta=0.3, spacing=spacing,
-                              generator=gens)  # fmt: skip
+            ours = dmap.solve("diffpir", prior, task, y, steps=args.steps, lam=7.0, zeta=0.3, spacing=spacing, generator=gens)
             rows[f"diffpir, {spacing} grid"] = (psnr(ours, x).numpy(), theirs.numpy())
         ours = dmap.solve("diffpir", prior, task, y, nfe=args.steps, generator=gens)  # dmap's preset for the budget
         rows["diffpir, dmap's preset (deepinv: lambda 7, zeta 0.3)"] = (psnr(ours, x).numpy(), theirs.numpy())

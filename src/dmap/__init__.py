@@ -12,10 +12,22 @@ from dmap.api import run_method, solve
 from dmap.operators import TASKS, make_task
 from dmap.presets import load_presets, resolve_options
 from dmap.priors.denoiser import from_denoiser
-from dmap.shipped import DEFAULT_PRIOR, PRIORS, load_prior
 from dmap.solvers import METHODS
 
 __version__ = "0.4.0"
+_CATALOGUE = ("load_prior", "PRIORS", "DEFAULT_PRIOR")
+
+
+def __getattr__(name: str):
+    """The catalogue's names (:mod:`dmap.catalogue`), imported on first use: importing the
+    algorithms (``import dmap.solvers``) loads no shipped asset and registers nothing."""
+    if name in _CATALOGUE:
+        from dmap import catalogue
+
+        return getattr(catalogue, name)
+    raise AttributeError(f"module 'dmap' has no attribute {name!r}")
+
+
 __all__ = [
     "load_prior",
     "from_denoiser",

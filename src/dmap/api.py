@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-from dmap.cse import CSE, find_cse
+from dmap.cse import CSE
 from dmap.operators.base import SVDOperator
 from dmap.operators.noise import GaussianNoise
 from dmap.operators.physics import Physics
@@ -75,7 +75,9 @@ def run_method(
         raise ValueError(reason)
     denoiser = prior
     if m.uses_cse:
-        if cse is None:
+        if cse is None:  # the shipped one (the catalogue sits above the algorithms: imported on use)
+            from dmap.catalogue import find_cse
+
             cse = find_cse(prior, task.name, sigma_y=task.sigma_y)
         cse.check(prior, task.name, task.sigma_y)
         denoiser = cse.denoiser(task.operator, y, options.guide)

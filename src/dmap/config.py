@@ -101,3 +101,24 @@ def _typed(hint: Any, value: Any, where: str) -> Any:
     if hint is str and not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value
+
+
+def parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, anything else stays a string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_assignments(items: list[str], where: str) -> dict[str, Any]:
+    """``["key=value", ...]`` -> ``{key: value}`` (values by :func:`parse_value`)."""
+    out = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"{where}: {item!r} is not key=value")
+        out[key.strip()] = parse_value(val.strip())
+    return out

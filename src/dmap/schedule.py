@@ -1,6 +1,6 @@
 """The variance-preserving (DDPM) noise schedule, stateless and in float64.
 
-Notation (Ho et al. 2020; DESIGN.md section 3)::
+Notation (Ho et al. 2020; docs/methods.md)::
 
     x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps,      ab_t = prod_{s <= t} (1 - beta_s)
     x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t)    (Tweedie)

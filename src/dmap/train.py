@@ -227,8 +227,6 @@ def train_cse(
     folder ``<out>.run`` and a rerun resumes from them, as in :func:`train_prior`.
     Returns ``out``."""
     from dmap.cse import CSE, AdapterMeta, adapter_for
-    from dmap.cse import condition as adapter_input
-    from dmap.cse.adapter import control_image
     from dmap.cse.controlnet import ControlNetCSE, controllable, new_controlnet
 
     if len(indices) != len(data):
@@ -237,7 +235,6 @@ def train_cse(
     latent = controllable(prior)
     if latent == (out.suffix == ".safetensors"):
         raise ValueError(f"{out}: the estimator of a latent prior is a folder, the adapter of a pixel prior a .safetensors file")
-    schedule = prior.schedule
     make_task(task, prior.image_shape, sigma_y=sigma_y)  # validates the task name before any work
     meta = AdapterMeta(
         task,
@@ -249,30 +246,11 @@ def train_cse(
         "regularized" if latent else condition,
     )
 
-    data = data.to(prior.device)
-
-    def pixel_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
-        idx, t, noise, x_t = _noised(data, schedule, batch_size, gen)
-        sim = make_task(task, prior.shape, sigma_y=sigma_y, generator=gen).to(data.device)
-        cond = adapter_input(sim.operator, sim.simulate(data[idx], gen), condition, sigma_y)
-        x_t, t, noise, cond = parallel.shard(x_t, t, noise, cond)
-        return ((prior.net(x_t, t, adapter(x_t, t, cond)) - noise) ** 2).mean()
-
-    def latent_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
-        """The pairs ``(z0 = E(x0), y = A(x0) + n)``: control image from ``y``, loss on latents."""
-        idx, t, noise, z_t = _noised(codes, schedule, batch_size, gen)
-        sim = make_task(task, prior.image_shape, sigma_y=sigma_y, generator=gen).to(data.device)
-        cond = control_image(sim.operator, sim.simulate(data[idx], gen), sigma_y)
-        z_t, t, noise, cond = parallel.shard(z_t, t, noise, cond)
-        return ((ControlNetCSE(prior, adapter, meta).eps(z_t, t, cond) - noise) ** 2).mean()
-
-    if latent:
-        with torch.no_grad():
-            codes = torch.cat([prior.encode(chunk) for chunk in data.split(64)])
+    loss = _cse_loss(prior, task, data.to(prior.device), meta, batch_size, condition, latent)
     with frozen(prior):  # only the adapter learns; the caller's prior is left as it was
         ema = _fit(
             seeded_init(seed, lambda: new_controlnet(prior) if latent else adapter_for(prior)),
-            latent_loss if latent else pixel_loss,
+            loss,
             out.with_suffix(".run") if out.suffix == ".safetensors" else out.with_name(out.name + ".run"),
             meta.to_dict(),
             steps=steps,
@@ -286,3 +264,35 @@ def train_cse(
         )
     estimator = (ControlNetCSE if latent else CSE)(prior, ema, meta.replace(training={**meta.training, "steps": steps}))
     return estimator.save(out) if parallel.is_main() else out
+
+
+def _cse_loss(prior: Prior, task: str, data: Tensor, meta, batch_size: int, condition: str, latent: bool):
+    """The estimator's epsilon-MSE on a batch of fresh pairs ``(x0, y = A(x0) + n)`` (a fresh
+    task draw each batch): on pixels, the adapter's input from ``y`` by ``condition``; on a
+    latent prior, ``z0 = E(x0)`` and the ControlNet's control image of ``y``."""
+    from dmap.cse import condition as adapter_input
+    from dmap.cse.adapter import control_image
+    from dmap.cse.controlnet import ControlNetCSE
+
+    schedule, sigma_y = prior.schedule, meta.sigma_y
+    if not latent:
+
+        def pixel_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
+            idx, t, noise, x_t = _noised(data, schedule, batch_size, gen)
+            sim = make_task(task, prior.shape, sigma_y=sigma_y, generator=gen).to(data.device)
+            cond = adapter_input(sim.operator, sim.simulate(data[idx], gen), condition, sigma_y)
+            x_t, t, noise, cond = parallel.shard(x_t, t, noise, cond)
+            return ((prior.net(x_t, t, adapter(x_t, t, cond)) - noise) ** 2).mean()
+
+        return pixel_loss
+    with torch.no_grad():
+        codes = torch.cat([prior.encode(chunk) for chunk in data.split(64)])
+
+    def latent_loss(adapter: torch.nn.Module, gen: torch.Generator) -> Tensor:
+        idx, t, noise, z_t = _noised(codes, schedule, batch_size, gen)
+        sim = make_task(task, prior.image_shape, sigma_y=sigma_y, generator=gen).to(data.device)
+        cond = control_image(sim.operator, sim.simulate(data[idx], gen), sigma_y)
+        z_t, t, noise, cond = parallel.shard(z_t, t, noise, cond)
+        return ((ControlNetCSE(prior, adapter, meta).eps(z_t, t, cond) - noise) ** 2).mean()
+
+    return latent_loss

@@ -77,7 +77,7 @@ def train_latent_prior(
     [N, C, H, W]`` in [-1, 1]; writes the diffusers folder ``out`` (plus ``out/dmap.json``:
     data hash, steps, scaling factor) and returns it.  ``progress(step, loss)`` counts the
     steps of both stages (the prior's from ``ae_steps + 1``)."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
 
     out = Path(out)
     ae_config = {**AE_CONFIG, **(ae_config or {}), "in_channels": data.shape[1], "out_channels": data.shape[1]}
@@ -87,18 +87,16 @@ def train_latent_prior(
     stage = (lambda offset: lambda step, loss: progress(offset + step, loss)) if progress else (lambda offset: None)
 
     data = data.to(device)
-
-    def ae_loss(vae: torch.nn.Module, gen: torch.Generator) -> Tensor:
-        (x,) = parallel.shard(data[torch.randint(len(data), (batch_size,), generator=gen).to(device)])
-        post = vae.encode(x).latent_dist
-        (n,) = parallel.shard(randn((batch_size, *post.mean.shape[1:]), gen, post.mean))
-        z = post.mean + post.std * n
-        return ((vae.decode(z).sample - x) ** 2).mean() + KL_WEIGHT * post.kl().mean()
-
     fit = {"lr": lr, "warmup": 200, "ema_decay": 0.999, "seed": seed, "checkpoint_every": checkpoint_every, "device": device}
-    vae = _fit(seeded_init(seed, lambda: AutoencoderKL(**ae_config)), ae_loss, out / "vae.run",
-               {"autoencoder": ae_config, "data": data_id, "training": training, "kl_weight": KL_WEIGHT},
-               steps=ae_steps, progress=stage(0), **fit)  # fmt: skip
+    vae = _fit(
+        seeded_init(seed, lambda: AutoencoderKL(**ae_config)),
+        _autoencoder_loss(data, batch_size),
+        out / "vae.run",
+        {"autoencoder": ae_config, "data": data_id, "training": training, "kl_weight": KL_WEIGHT},
+        steps=ae_steps,
+        progress=stage(0),
+        **fit,
+    )
     with torch.no_grad():
         mu = torch.cat([vae.encode(chunk).latent_dist.mean for chunk in data.split(256)])
     scaling = float(1 / mu.std())
@@ -112,18 +110,44 @@ def train_latent_prior(
         return ((net(z_t, t) - noise) ** 2).mean()
 
     empty = torch.zeros(1, 1, unet_config["cross_attention_dim"])
-    net = _fit(seeded_init(seed, lambda: PromptUNet(UNet2DConditionModel(**unet_config), empty)), prior_loss, out / "unet.run",
-               {"unet": unet_config, "latents": short_sha256(latents), "training": training}, steps=steps,
-               progress=stage(ae_steps), **fit)  # fmt: skip
-    if not parallel.is_main():
-        return out
+    net = _fit(
+        seeded_init(seed, lambda: PromptUNet(UNet2DConditionModel(**unet_config), empty)),
+        prior_loss,
+        out / "unet.run",
+        {"unet": unet_config, "latents": short_sha256(latents), "training": training},
+        steps=steps,
+        progress=stage(ae_steps),
+        **fit,
+    )
+    if parallel.is_main():
+        record = {"data": data_id, "training": {**training, "ae_steps": ae_steps, "steps": steps}, "kl_weight": KL_WEIGHT}
+        _save_folder(out, vae, net, schedule, {**record, "scaling_factor": scaling})
+    return out
+
+
+def _autoencoder_loss(data: Tensor, batch_size: int) -> Callable[[torch.nn.Module, torch.Generator], Tensor]:
+    """The autoencoder's loss on a batch of ``data``: reconstruction MSE plus ``KL_WEIGHT`` KL."""
+
+    def loss(vae: torch.nn.Module, gen: torch.Generator) -> Tensor:
+        (x,) = parallel.shard(data[torch.randint(len(data), (batch_size,), generator=gen).to(data.device)])
+        post = vae.encode(x).latent_dist
+        (n,) = parallel.shard(randn((batch_size, *post.mean.shape[1:]), gen, post.mean))
+        z = post.mean + post.std * n
+        return ((vae.decode(z).sample - x) ** 2).mean() + KL_WEIGHT * post.kl().mean()
+
+    return loss
+
+
+def _save_folder(out: Path, vae: torch.nn.Module, net: PromptUNet, schedule: Schedule, record: dict) -> None:
+    """The diffusers folder ``out``: vae/, unet/, scheduler/, the zero prompt embedding and dmap.json."""
+    from diffusers import DDPMScheduler
+
     vae.save_pretrained(out / "vae")
     net.unet.save_pretrained(out / "unet")
-    save_safetensors(out / "prompt_embedding.safetensors", {"embedding": empty}, metadata={"prompt": "(none: a zero embedding)"})
-    c = schedule.config
-    DDPMScheduler(num_train_timesteps=c.T, beta_schedule="linear", beta_start=c.beta_start, beta_end=c.beta_end).save_pretrained(
-        out / "scheduler"
+    save_safetensors(
+        out / "prompt_embedding.safetensors", {"embedding": net.embedding}, metadata={"prompt": "(none: a zero embedding)"}
     )
-    write_json_atomic(out / "dmap.json", {"data": data_id, "training": {**training, "ae_steps": ae_steps, "steps": steps},
-                                          "kl_weight": KL_WEIGHT, "scaling_factor": scaling})  # fmt: skip
-    return out
+    c = schedule.config
+    scheduler = DDPMScheduler(num_train_timesteps=c.T, beta_schedule="linear", beta_start=c.beta_start, beta_end=c.beta_end)
+    scheduler.save_pretrained(out / "scheduler")
+    write_json_atomic(out / "dmap.json", record)

@@ -70,56 +70,67 @@ def tune(
         raise ValueError(f"{method} has no step size to tune; tunable: {', '.join(tunable())}")
     meta = {f.name: f.metadata for f in dataclasses.fields(m.options)}
     k_key = next((name for name, md in meta.items() if "choices" in md), None)
-    start = around or m.options()
-    trials: list[tuple[Options, float]] = []
-    logged: list[dict] = []
-
     budgets = (nfe,) if isinstance(nfe, int) else tuple(nfe)
+    score = lambda opts: evaluate(prior, task, method, x, y, seed, opts, cse)  # noqa: E731
+    search = _Search(score, around or m.options(), key, k_key, budgets, log)
+    if around is not None:
+        for v in (r3(getattr(around, key) / 3), r3(getattr(around, key)), r3(getattr(around, key) * 3)):
+            search.run(v)
+        search.widen()
+        return search.best(), search.logged
+    for v in meta[key]["grid"]:
+        search.run(v)
+    search.widen()
+    if k_key:
+        center = search.best()
+        for k in meta[k_key]["choices"]:
+            if k != getattr(center, k_key):
+                search.run(getattr(center, key), **{k_key: k})
+    center = search.best()
+    for f in meta[key]["refine"]:
+        search.run(r3(getattr(center, key) * f), **search.kept(center))
+    return search.best(), search.logged
 
-    def run(value: float, **extra) -> float:
+
+class _Search:
+    """The trials of one :func:`tune` run: ``key`` set to a value (and ``k_key``, DMAP's K,
+    where given) on ``start``, each scored by ``score(options)`` at every budget."""
+
+    def __init__(self, score, start: Options, key: str, k_key: str | None, budgets: tuple[int, ...], log) -> None:
+        self.score, self.start, self.key, self.k_key, self.budgets, self.log = score, start, key, k_key, budgets, log
+        self.trials: list[tuple[Options, float]] = []
+        self.logged: list[dict] = []
+
+    def run(self, value: float, **extra) -> float:
         """Mean PSNR of one setting over the budgets (-inf if it fails at any)."""
-        chosen = start.replace(**{key: value}, **extra)
-        scores = [evaluate(prior, task, method, x, y, seed, chosen.for_budget(n), cse) for n in budgets]
-        opts, score = chosen.for_budget(max(budgets)), sum(scores) / len(scores)
-        trials.append((opts, score))
+        chosen = self.start.replace(**{self.key: value}, **extra)
+        scores = [self.score(chosen.for_budget(n)) for n in self.budgets]
+        opts, score = chosen.for_budget(max(self.budgets)), sum(scores) / len(scores)
+        self.trials.append((opts, score))
         record = {**opts.to_dict(), "nfe": opts.nfe(), "psnr": score}
-        if len(budgets) > 1:
-            record.update(nfe=[chosen.for_budget(n).nfe() for n in budgets], psnr_per_budget=scores)
-        logged.append(record)
-        if log is not None:
-            log(record)
+        if len(self.budgets) > 1:
+            record.update(nfe=[chosen.for_budget(n).nfe() for n in self.budgets], psnr_per_budget=scores)
+        self.logged.append(record)
+        if self.log is not None:
+            self.log(record)
         return score
 
-    def best() -> Options:
-        return max(trials, key=lambda r: r[1])[0]
+    def best(self) -> Options:
+        return max(self.trials, key=lambda r: r[1])[0]
 
-    def widen() -> None:
+    def kept(self, options: Options) -> dict:
+        """``{k_key: K of options}`` (empty without a K): what a refinement keeps."""
+        return {self.k_key: getattr(options, self.k_key)} if self.k_key else {}
+
+    def widen(self) -> None:
         """While the best value is the largest (smallest) tried, try 3 times larger
         (smaller), at most twice: the optimum may lie past the grid."""
         for _ in range(2):
-            tried = [getattr(o, key) for o, _ in trials]
-            top = getattr(best(), key)
+            tried = [getattr(o, self.key) for o, _ in self.trials]
+            top = getattr(self.best(), self.key)
             if top not in (min(tried), max(tried)):
                 return
-            run(r3(top * 3 if top == max(tried) else top / 3), **({k_key: getattr(best(), k_key)} if k_key else {}))
-
-    if around is not None:
-        for v in (r3(getattr(around, key) / 3), r3(getattr(around, key)), r3(getattr(around, key) * 3)):
-            run(v)
-        widen()
-    else:
-        for v in meta[key]["grid"]:
-            run(v)
-        widen()
-        if k_key:
-            center = best()
-            for k in meta[k_key]["choices"]:
-                if k != getattr(center, k_key):
-                    run(getattr(center, key), **{k_key: k})
-        center = best()
-        for f in meta[key]["refine"]:
-            run(r3(getattr(center, key) * f), **({k_key: getattr(center, k_key)} if k_key else {}))
-    return best(), logged
+            self.run(r3(top * 3 if top == max(tried) else top / 3), **self.kept(self.best()))
 
 
 def tune_budgets(

@@ -1,4 +1,4 @@
-"""The paper's diagnostics of DPS as measurements (DESIGN.md section 7)."""
+"""The paper's diagnostics of DPS as measurements (docs/findings.md)."""
 
 from dmap.analysis.diversity import diversity
 from dmap.analysis.scores import (

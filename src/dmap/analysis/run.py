@@ -23,7 +23,8 @@ import dmap
 from dmap.analysis.diversity import diversity
 from dmap.analysis.scores import dps_score, mean_test, score_error
 from dmap.api import run_method
-from dmap.cse import CSE, find_cse, shipped_path
+from dmap.catalogue import find_cse, shipped_path
+from dmap.cse import CSE
 from dmap.operators.noise import GaussianNoise
 from dmap.operators.tasks import Task
 from dmap.presets import resolve_options
@@ -161,20 +162,19 @@ def analyze(
         samples[ref.name] = x0_ref[:n_samples]
     for method in methods:
         say(f"{n_samples} samples of {method}")
-        y0 = y[:1].expand(n_samples, *y.shape[1:]).contiguous()
-        opts = resolve_options(method, prior.name, task.name, nfe=nfe)
-        samples[method] = run_method(
-            method,
-            prior,
-            task,
-            y0,
-            opts,
-            generator=sample_generators(seed, n_samples),
-            cse=cse if dmap.METHODS[method].uses_cse else None,
-        )
+        samples[method] = _method_samples(prior, task, y[:1], method, n_samples, nfe, seed, cse)
     post_mean = None if ref is None else ref.posterior_mean
     out["diversity"] = {name: diversity(s.clamp(-1, 1), truth=x[:1], posterior_mean=post_mean) for name, s in samples.items()}
     return out, samples
+
+
+def _method_samples(prior: Prior, task: Task, y: Tensor, method: str, n: int, nfe: int, seed: int, cse) -> Tensor:
+    """``n`` restorations of the one measurement ``y [1, ...]`` by ``method`` with its preset at ``nfe``."""
+    opts = resolve_options(method, prior.name, task.name, nfe=nfe)
+    y0 = y.expand(n, *y.shape[1:]).contiguous()
+    return run_method(
+        method, prior, task, y0, opts, generator=sample_generators(seed, n), cse=cse if dmap.METHODS[method].uses_cse else None
+    )
 
 
 def _score_diagnostics(

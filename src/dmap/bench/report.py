@@ -136,8 +136,14 @@ def _plots(out: Path, config, summary: list[dict]) -> list[Path]:
             cells = {m: [c for c in summary if (c["task"], c["method"]) == (t, m)] for m in config.methods}
             series = {m: ([c["nfe"] for c in cs], [c["psnr_mean"] for c in cs]) for m, cs in cells.items()}
             path = out / f"psnr_vs_nfe_{t}.png"
-            line_plot(series, path, title=f"PSNR against budget, {t}, prior {config.prior}",
-                      xlabel="network evaluations per image (NFE)", ylabel="PSNR (dB)", log_x=True)  # fmt: skip
+            line_plot(
+                series,
+                path,
+                title=f"PSNR against budget, {t}, prior {config.prior}",
+                xlabel="network evaluations per image (NFE)",
+                ylabel="PSNR (dB)",
+                log_x=True,
+            )
             written.append(path)
     return written
 

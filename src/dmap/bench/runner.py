@@ -126,8 +126,10 @@ class Bench:
     def manifest(self) -> dict:
         c = self.config
         if tuple(self.x.shape[1:]) != tuple(self.prior.image_shape):
-            raise BenchError(f"the images are {tuple(self.x.shape[1:])}, prior {c.prior} expects {self.prior.image_shape}"
-                             + ("; give --data FOLDER with images of that shape" if not c.data else ""))  # fmt: skip
+            raise BenchError(
+                f"the images are {tuple(self.x.shape[1:])}, prior {c.prior} expects {self.prior.image_shape}"
+                + ("; give --data FOLDER with images of that shape" if not c.data else "")
+            )
         return {
             "config": c.to_dict(),
             "image_ids": self.ids,
@@ -198,7 +200,7 @@ class Bench:
         return self._tasks[name]
 
     def cse(self, task: str, spec: str):
-        from dmap.cse import get_cse
+        from dmap.catalogue import get_cse
 
         _, _, path = parse_method(spec)
         key = (task, path)
@@ -268,9 +270,21 @@ class Bench:
         """The row of a one-image unit whose solve diverged: NaN scores and the reason."""
         nan = float("nan")
         (i,) = unit.index
-        return {"task": unit.task, "method": unit.method, "nfe_budget": unit.nfe, "image": self.ids[i], "index": i,
-                "batch": unit.batch, "psnr": nan, "ssim": nan, "residual_rms": nan, "seconds": nan, "peak_mem_mb": nan,
-                "output_sha": None, "diverged": reason}  # fmt: skip
+        return {
+            "task": unit.task,
+            "method": unit.method,
+            "nfe_budget": unit.nfe,
+            "image": self.ids[i],
+            "index": i,
+            "batch": unit.batch,
+            "psnr": nan,
+            "ssim": nan,
+            "residual_rms": nan,
+            "seconds": nan,
+            "peak_mem_mb": nan,
+            "output_sha": None,
+            "diverged": reason,
+        }
 
 
 def pending(bench: Bench, rank: int = 0, world: int = 1) -> tuple[list[Unit], set]:

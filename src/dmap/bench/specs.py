@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from dmap.config import Config
+from dmap.config import Config, parse_assignments
 from dmap.operators import DEFAULT_SIGMA_Y, TASKS
 from dmap.solvers import METHODS
 
@@ -31,27 +30,6 @@ def split_specs(text: str) -> list[str]:
     return [s for s in specs if s]
 
 
-def parse_value(text: str) -> Any:
-    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, anything else stays a string."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
-def parse_assignments(items: list[str], where: str) -> dict[str, Any]:
-    """``["key=value", ...]`` -> ``{key: value}`` (values by :func:`parse_value`)."""
-    out = {}
-    for item in items:
-        key, eq, val = item.partition("=")
-        if not eq or not key.strip():
-            raise BenchError(f"{where}: {item!r} is not key=value")
-        out[key.strip()] = parse_value(val.strip())
-    return out
-
-
 def parse_method(spec: str) -> tuple[str, dict, str | None]:
     """``"dps+cse[guide=cse,cse=FILE]"`` -> ``("dps+cse", {"guide": "cse"}, "FILE")``: the
     method, option overrides and an adapter path (``cse=``)."""
@@ -60,7 +38,10 @@ def parse_method(spec: str) -> tuple[str, dict, str | None]:
         raise BenchError(f"method {spec!r}: options go in one pair of brackets, e.g. dmap[step_size=2]")
     if name not in METHODS:
         raise BenchError(f"unknown method {name!r} in {spec!r}; choose from {', '.join(METHODS)}")
-    options = parse_assignments(split_specs(rest[:-1]) if rest else [], f"method {spec!r}")
+    try:
+        options = parse_assignments(split_specs(rest[:-1]) if rest else [], f"method {spec!r}")
+    except ValueError as e:
+        raise BenchError(str(e)) from None
     cse = options.pop("cse", None)
     if cse is not None and not METHODS[name].uses_cse:
         raise BenchError(f"method {spec!r}: {name} takes no conditional score estimator")

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import dmap
-from dmap.bench.specs import PROTOCOLS
+from dmap.bench import PROTOCOLS
+from dmap.catalogue import PRIORS
 from dmap.cli.common import (
     OutputFolder,
     UsageError,
@@ -26,7 +27,6 @@ from dmap.cli.common import (
 )
 from dmap.operators import DEFAULT_SIGMA_Y
 from dmap.presets import PresetError, read_preset_file, resolve_options, write_preset
-from dmap.shipped import PRIORS
 from dmap.solvers import METHODS
 
 
@@ -86,9 +86,12 @@ def _bench_parser(sub) -> None:
         help="precision of the network (autocast; float32)",
     )
     b.add_argument("--out", required=True, help="the benchmark folder")
-    b.add_argument("--refresh", action="store_true",
-                   help="in an existing --out with the same images, seeds, noise and prior: solve again the cells whose "
-                   "settings changed (retuned presets, new adapters) and add new tasks, methods or budgets")  # fmt: skip
+    b.add_argument(
+        "--refresh",
+        action="store_true",
+        help="in an existing --out with the same images, seeds, noise and prior: solve again the cells whose "
+        "settings changed (retuned presets, new adapters) and add new tasks, methods or budgets",
+    )
     b.add_argument("--json", action="store_true", help="print the summary cells as JSON")
     b.set_defaults(func=cmd_bench)
 
@@ -168,7 +171,7 @@ def cmd_bench(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from dmap.shipped import tuning_problem
+    from dmap.catalogue import tuning_problem
     from dmap.tune import tunable, tune, tune_budgets
 
     check_names(args.prior, args.task, args.method)

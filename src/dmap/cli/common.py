@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 import dmap
-from dmap.bench.specs import BenchError, parse_assignments
+from dmap.catalogue import DEFAULT_PRIOR, PRIOR_FORMS, PRIORS, prior_form
+from dmap.config import parse_assignments
 from dmap.progress import progress_bar  # noqa: F401  (re-exported for the subcommands)
-from dmap.shipped import DEFAULT_PRIOR, PRIOR_FORMS, PRIORS, prior_form
 from dmap.solvers import METHODS
 from dmap.utils import WeightsError, plain_name
 
@@ -132,11 +132,17 @@ def add_prior(parser: argparse.ArgumentParser, default: str = DEFAULT_PRIOR, emb
     """``--prior`` and (``embedding``) ``--prompt-embedding``."""
     parser.add_argument("--prior", default=default, help=PRIOR_HELP.replace(f"default {DEFAULT_PRIOR}", f"default {default}"))
     if embedding:  # (bench records its prior in its manifest: there the folder's own embedding file serves)
-        parser.add_argument("--grad-checkpointing", action="store_true",
-                            help="recompute a diffusers network's activations in the backward pass: less memory "
-                            "for the likelihood gradient (latent priors at 512 px), about one forward pass more")  # fmt: skip
-        parser.add_argument("--prompt-embedding", metavar="FILE",
-                            help="empty-prompt embedding of --prior sd=FOLDER (FOLDER/prompt_embedding.safetensors)")  # fmt: skip
+        parser.add_argument(
+            "--grad-checkpointing",
+            action="store_true",
+            help="recompute a diffusers network's activations in the backward pass: less memory "
+            "for the likelihood gradient (latent priors at 512 px), about one forward pass more",
+        )
+        parser.add_argument(
+            "--prompt-embedding",
+            metavar="FILE",
+            help="empty-prompt embedding of --prior sd=FOLDER (FOLDER/prompt_embedding.safetensors)",
+        )
 
 
 def device_name(text: str) -> str:
@@ -163,8 +169,12 @@ def device_name(text: str) -> str:
 
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device_name, help="where the network runs: cpu, cuda, cuda:1, mps (default: cpu)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                        help="precision of the network (autocast); the solver's arithmetic stays float32 (float32)")  # fmt: skip
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default="float32",
+        help="precision of the network (autocast); the solver's arithmetic stays float32 (float32)",
+    )
 
 
 def check_names(prior: str | None = None, task: str | None = None, method: str | None = None) -> None:
@@ -183,7 +193,7 @@ def option_overrides(items: list[str] | None) -> dict:
     """``--option KEY=VALUE`` arguments as a dict."""
     try:
         return parse_assignments(items or [], "--option")
-    except BenchError as e:
+    except ValueError as e:
         raise UsageError(str(e)) from None
 
 
@@ -222,8 +232,13 @@ def load_prior_or_usage(name: str, args: argparse.Namespace | None = None):
     """The prior ``name`` on ``args.device`` with ``args.dtype`` (when the command has them)."""
     device, dtype = getattr(args, "device", None), getattr(args, "dtype", None)
     try:
-        return dmap.load_prior(name, device=device, dtype=dtype, prompt_embedding=getattr(args, "prompt_embedding", None),
-                               gradient_checkpointing=getattr(args, "grad_checkpointing", False))  # fmt: skip
+        return dmap.load_prior(
+            name,
+            device=device,
+            dtype=dtype,
+            prompt_embedding=getattr(args, "prompt_embedding", None),
+            gradient_checkpointing=getattr(args, "grad_checkpointing", False),
+        )
     except (WeightsError, ValueError) as e:
         raise UsageError(str(e)) from None
     except RuntimeError as e:  # e.g. an unavailable device
@@ -243,7 +258,7 @@ def check_suited(method: str, task, options=None, prior=None) -> None:
 def load_cse_or_usage(prior, task, path: str | None):
     """The adapter at ``path`` or the shipped one for (prior, task), checked against the
     task's noise level; :class:`UsageError` if unusable (call :func:`check_suited` first)."""
-    from dmap.cse import get_cse
+    from dmap.catalogue import get_cse
 
     try:
         return get_cse(prior, task.name, path, sigma_y=task.sigma_y)

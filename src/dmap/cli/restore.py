@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 import dmap
+from dmap.catalogue import PAPER_TASKS, PRIOR_FORMS, PRIORS
 from dmap.cli.common import (
     OutputFolder,
     UsageError,
@@ -35,7 +36,6 @@ from dmap.metrics import psnr, ssim
 from dmap.operators import DEFAULT_SIGMA_Y
 from dmap.presets import PresetError, load_presets, resolve_options
 from dmap.rng import seeded
-from dmap.shipped import PAPER_TASKS, PRIOR_FORMS, PRIORS
 from dmap.solvers import METHODS
 
 
@@ -57,6 +57,37 @@ def _restore_parser(sub) -> None:
     r.add_argument("--task", required=True, help=f"one of: {', '.join(dmap.TASKS)}")
     r.add_argument("--method", required=True, help=f"one of: {', '.join(METHODS)}")
     add_prior(r)
+    _add_method_options(r)
+    r.add_argument("--kernel", metavar="FILE", help="a measured blur kernel (.npy or image) for the deblur tasks")
+    r.add_argument("--mask", metavar="FILE", help="an inpainting mask image (white = observed) for the inpaint tasks")
+    r.add_argument(
+        "--photons",
+        type=positive_float,
+        help="Poisson noise at this many photons per unit intensity (plus the Gaussian --sigma-y, if > 0)",
+    )
+    r.add_argument(
+        "--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y, help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})"
+    )
+    r.add_argument("--seed", type=int, default=0, help="seed of the mask/kernel, the noise and the sampler (0)")
+    r.add_argument("--samples", type=positive_int, default=1, help="restorations per input (1)")
+    r.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
+    r.add_argument(
+        "--observed", action="store_true", help="INPUT is the measurement itself (sr4 and the deblur tasks): no simulation, no PSNR"
+    )
+    r.add_argument(
+        "--resize",
+        action="store_true",
+        help="convert inputs to the prior's shape (channels, size) instead of refusing; says what it did",
+    )
+    add_threads(r)
+    add_device(r)
+    r.add_argument("--out", required=True, help="output folder")
+    r.add_argument("--json", action="store_true", help="print one JSON object per input")
+    r.set_defaults(func=cmd_restore)
+
+
+def _add_method_options(r) -> None:
+    """The budget and the method's options (over its preset)."""
     r.add_argument(
         "--nfe",
         type=positive_int,
@@ -81,29 +112,6 @@ def _restore_parser(sub) -> None:
     )
     r.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one for prior and task)")
     r.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
-    r.add_argument("--kernel", metavar="FILE", help="a measured blur kernel (.npy or image) for the deblur tasks")
-    r.add_argument("--mask", metavar="FILE", help="an inpainting mask image (white = observed) for the inpaint tasks")
-    r.add_argument("--photons", type=positive_float, help="Poisson noise at this many photons per unit intensity "
-                   "(plus the Gaussian --sigma-y, if > 0)")  # fmt: skip
-    r.add_argument(
-        "--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y, help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})"
-    )
-    r.add_argument("--seed", type=int, default=0, help="seed of the mask/kernel, the noise and the sampler (0)")
-    r.add_argument("--samples", type=positive_int, default=1, help="restorations per input (1)")
-    r.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
-    r.add_argument(
-        "--observed", action="store_true", help="INPUT is the measurement itself (sr4 and the deblur tasks): no simulation, no PSNR"
-    )
-    r.add_argument(
-        "--resize",
-        action="store_true",
-        help="convert inputs to the prior's shape (channels, size) instead of refusing; says what it did",
-    )
-    add_threads(r)
-    add_device(r)
-    r.add_argument("--out", required=True, help="output folder")
-    r.add_argument("--json", action="store_true", help="print one JSON object per input")
-    r.set_defaults(func=cmd_restore)
 
 
 def _demo_parser(sub) -> None:

@@ -37,9 +37,12 @@ def add_parsers(sub) -> None:
         "OUT/checkpoint.pt.",
     )
     t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--latent", action="store_true",
-                   help="a latent prior: an AutoencoderKL (--ae-steps), then a UNet2DConditionModel on its latents (--steps), "
-                   "written as a diffusers folder OUT (vae/, unet/, scheduler/; needs dmap[diffusers])")  # fmt: skip
+    t.add_argument(
+        "--latent",
+        action="store_true",
+        help="a latent prior: an AutoencoderKL (--ae-steps), then a UNet2DConditionModel on its latents (--steps), "
+        "written as a diffusers folder OUT (vae/, unet/, scheduler/; needs dmap[diffusers])",
+    )
     t.add_argument("--ae-steps", type=positive_int, default=4000, help="autoencoder steps of --latent (4000)")
     t.add_argument("--data", help="folder of training images (default: the bundled train digits)")
     t.add_argument("--name", type=file_name, default="prior", help="name of the weights file and of the prior (prior)")
@@ -96,20 +99,32 @@ def _cse_parser(sub) -> None:
         default=DEFAULT_SIGMA_Y,
         help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y}); the adapter serves only this level",
     )
-    c.add_argument("--condition", choices=["regularized", "pinv"], default="regularized",
-                   help="how y enters a pixel adapter: A^T (A A^T + sigma_y^2 I)^-1 y (regularized) or A^+ y (pinv)")  # fmt: skip
+    c.add_argument(
+        "--condition",
+        choices=["regularized", "pinv"],
+        default="regularized",
+        help="how y enters a pixel adapter: A^T (A A^T + sigma_y^2 I)^-1 y (regularized) or A^+ y (pinv)",
+    )
     c.add_argument("--seed", type=int, default=0, help="seed of init, batches, masks and noise (0)")
-    c.add_argument("--out", required=True, metavar="PATH",
-                   help="adapter to write: FILE.safetensors (pixel prior) or a FOLDER (ControlNet of a latent prior)")  # fmt: skip
+    c.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="adapter to write: FILE.safetensors (pixel prior) or a FOLDER (ControlNet of a latent prior)",
+    )
     _add_training_device(c)
     c.set_defaults(func=cmd_train_cse)
 
 
 def _add_training_device(parser) -> None:
     add_threads(parser)
-    parser.add_argument("--device", type=device_name, help="where training runs: cpu, cuda, cuda:1 (cpu). Data parallel: torchrun "
-                        "--nproc-per-node N -m dmap ... trains one model in N processes (with cuda one GPU each), "
-                        "each on 1/N of every batch")  # fmt: skip
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        help="where training runs: cpu, cuda, cuda:1 (cpu). Data parallel: torchrun "
+        "--nproc-per-node N -m dmap ... trains one model in N processes (with cuda one GPU each), "
+        "each on 1/N of every batch",
+    )
 
 
 def _training_device(args) -> str:
@@ -178,9 +193,20 @@ def cmd_train(args) -> int:
             from dmap.train_latent import train_latent_prior
         except ImportError:
             raise UsageError("--latent needs diffusers: pip install 'dmap[diffusers]'") from None
-        return _run_training(train_latent_prior, "train latent prior", data, args.out, steps=args.steps,
-                             total=args.ae_steps + args.steps, ae_steps=args.ae_steps, batch_size=args.batch_size,
-                             lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every, device=device)  # fmt: skip
+        return _run_training(
+            train_latent_prior,
+            "train latent prior",
+            data,
+            args.out,
+            steps=args.steps,
+            total=args.ae_steps + args.steps,
+            ae_steps=args.ae_steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            checkpoint_every=args.checkpoint_every,
+            device=device,
+        )
     arch = MNIST_ARCHITECTURE.replace(channels=args.channels, groups=min(8, args.channels))
     return _run_training(
         train_prior,
@@ -254,9 +280,21 @@ def cmd_train_cse(args) -> int:
     if tuple(data.shape[1:]) != tuple(prior.image_shape):
         raise UsageError(f"the images are {tuple(data.shape[1:])}, prior {args.prior} expects {prior.image_shape}")
     OutputFolder.prepare(out.parent)
-    return _run_training(train_cse, f"train-cse {args.task}", prior, args.task, data, ids.tolist(), out,
-                         sigma_y=args.sigma_y, condition=args.condition, steps=args.steps, batch_size=args.batch_size,
-                         lr=args.lr, seed=args.seed)  # fmt: skip
+    return _run_training(
+        train_cse,
+        f"train-cse {args.task}",
+        prior,
+        args.task,
+        data,
+        ids.tolist(),
+        out,
+        sigma_y=args.sigma_y,
+        condition=args.condition,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+    )
 
 
 def cmd_sample(args) -> int:

@@ -1,8 +1,8 @@
 """A conditional score estimator (CSE): a ControlNet-style adapter on a frozen prior UNet.
 
 Xu et al. (ICLR 2025, Sec. 4) train a light conditional score estimator from 100
-images and use it for the prior step of DPS and DMAP.  Our reading (DESIGN.md
-section 6), after ControlNet (Zhang et al. 2023):
+images and use it for the prior step of DPS and DMAP.  Our reading (docs/cse.md),
+after ControlNet (Zhang et al. 2023):
 
     c          = [b(y), m]                       (the measurement back in image space,
                                                   A^+ y or regularized, and where x is

@@ -47,8 +47,9 @@ def new_controlnet(prior: LatentPrior) -> nn.Module:
     n = int(math.log2(factor)) + 1
     if 2 ** (n - 1) != factor or n > len(EMBEDDING_CHANNELS):
         raise ValueError(f"the autoencoder's factor {factor} is not a power of two up to 8")
-    return ControlNetModel.from_unet(prior.inner.net.unet, conditioning_channels=prior.image_shape[0],
-                                     conditioning_embedding_out_channels=EMBEDDING_CHANNELS[:n])  # fmt: skip
+    return ControlNetModel.from_unet(
+        prior.inner.net.unet, conditioning_channels=prior.image_shape[0], conditioning_embedding_out_channels=EMBEDDING_CHANNELS[:n]
+    )
 
 
 class ControlNetCSE(CSE):
@@ -63,8 +64,9 @@ class ControlNetCSE(CSE):
             context = unet.embedding.to(z.dtype).expand(z.shape[0], -1, -1)
             c = cond.expand(z.shape[0], *cond.shape[1:]).to(z)
             down, mid = self.adapter(z, tt, encoder_hidden_states=context, controlnet_cond=c, return_dict=False)
-            return unet.unet(z, tt, encoder_hidden_states=context, down_block_additional_residuals=down,
-                             mid_block_additional_residual=mid).sample  # fmt: skip
+            return unet.unet(
+                z, tt, encoder_hidden_states=context, down_block_additional_residuals=down, mid_block_additional_residual=mid
+            ).sample
 
         return inner.run(controlled, x_t, t)
 

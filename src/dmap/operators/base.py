@@ -1,4 +1,4 @@
-"""Forward models ``y = A(x) + n``: the operator protocol (DESIGN.md section 4).
+"""Forward models ``y = A(x) + n``: the operator protocol (docs/operators.md).
 
 Operators are ``nn.Module``s whose masks, kernels and permutations are buffers fixed
 at construction, so they follow ``.to(device)``.  They act on batches ``[B, *x_shape]``
@@ -125,8 +125,7 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).reshape(a.shape[0], -1).sum(1)
 
 
-def conjugate_gradients(apply: Callable[[Tensor], Tensor], b: Tensor, x0: Tensor, iters: int = 200,
-                        tol: float = 1e-10) -> Tensor:  # fmt: skip
+def conjugate_gradients(apply: Callable[[Tensor], Tensor], b: Tensor, x0: Tensor, iters: int = 200, tol: float = 1e-10) -> Tensor:
     """Solve ``M x = b`` per sample for a symmetric positive semi-definite ``M`` given as
     ``apply(v) = M v`` (batched), from ``x0``; stops when every sample's squared residual
     fell below ``tol`` times its start."""

@@ -30,8 +30,9 @@ class FunctionOperator(LinearOperator):
     autograd adjoint and conjugate gradients serve.  ``y_shape`` is found by applying
     ``A`` once."""
 
-    def __init__(self, A: Fn, in_shape: tuple[int, ...], *, AT: Fn | None = None, pinv: Fn | None = None,
-                 name: str = "custom") -> None:  # fmt: skip
+    def __init__(
+        self, A: Fn, in_shape: tuple[int, ...], *, AT: Fn | None = None, pinv: Fn | None = None, name: str = "custom"
+    ) -> None:
         super().__init__(tuple(in_shape), _output_shape(A, tuple(in_shape)))
         self.fn, self.adjoint_fn, self.pinv_fn, self.name = A, AT, pinv, name
 
@@ -56,8 +57,9 @@ class NonlinearFunctionOperator(Operator):
         return self.fn(x)
 
 
-def check_adjoint(op: LinearOperator, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
-                  dtype: torch.dtype = torch.float64) -> float:  # fmt: skip
+def check_adjoint(
+    op: LinearOperator, shape: tuple[int, ...], *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64
+) -> float:
     """``|<A x, y> - <x, A^T y>| / |<A x, y>|`` for random ``x`` of ``shape`` (= ``(C, H, W)``)
     and ``y``, in ``dtype``: about 1e-15 in float64 for a true adjoint."""
     x = torch.randn(1, *shape, generator=generator, dtype=dtype)

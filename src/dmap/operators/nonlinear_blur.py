@@ -5,9 +5,8 @@ for the learned nonlinear blur of the DPS paper (whose kernel network is not our
 
 per channel, with ``k`` the isotropic Gaussian of ``deblur-gauss`` and ``conv_1`` (1 -> 8
 channels, 5 x 5), ``conv_2`` (8 -> 1, 5 x 5) reflect-padded.  The weights are drawn from a
-fixed seed by :func:`nonlinear_blur_weights` and shipped in
-``dmap/assets/deblur_nonlinear.safetensors`` (``scripts/make_nonlinear_blur.py`` writes
-it; a test checks that the file equals the seeded draw).
+fixed seed by :func:`nonlinear_blur_weights` on the CPU generator, which torch keeps the
+same across platforms and versions (a test pins some of the values).
 """
 
 from __future__ import annotations

@@ -76,8 +76,11 @@ class Physics:
 
     def _as(self, kind: type, need: str) -> Operator:
         if not (self.svd if kind is SVDOperator else self.linear):
-            raise TypeError(f"this measurement has no {need} (a {type(self.operator).__name__}"
-                            + " seen through a decoder" * (self.decoder is not None) + ")")  # fmt: skip
+            raise TypeError(
+                f"this measurement has no {need} (a {type(self.operator).__name__}"
+                + " seen through a decoder" * (self.decoder is not None)
+                + ")"
+            )
         return self.operator
 
     def AT(self, y: Tensor) -> Tensor:

@@ -1,5 +1,5 @@
 """Priors: the protocol and its implementations (the named, shipped priors and
-``load_prior`` live in :mod:`dmap.shipped`)."""
+``load_prior`` live in :mod:`dmap.catalogue`)."""
 
 from __future__ import annotations
 

@@ -35,8 +35,17 @@ from dmap.utils import WeightsError
 # guided-diffusion's channel multipliers when the flag channel_mult is empty
 DEFAULT_MULT = {512: (0.5, 1, 1, 2, 2, 4, 4), 256: (1, 1, 2, 2, 4, 4), 128: (1, 1, 2, 3, 4), 64: (1, 2, 3, 4)}
 # flags of guided-diffusion's scripts that do not change what the network computes
-IGNORED_FLAGS = {"use_fp16", "timestep_respacing", "use_kl", "rescale_learned_sigmas", "model_path", "batch_size",
-                 "num_samples", "clip_denoised", "use_ddim"}  # fmt: skip
+IGNORED_FLAGS = {
+    "use_fp16",
+    "timestep_respacing",
+    "use_kl",
+    "rescale_learned_sigmas",
+    "model_path",
+    "batch_size",
+    "num_samples",
+    "clip_denoised",
+    "use_ddim",
+}
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,7 @@ class ADMConfig(Config):
         return cls.from_dict(values, what)
 
 
+# (one published configuration a line, like a table: kept as written)
 ADM_CONFIGS: dict[str, ADMConfig] = {
     "adm-ffhq256": ADMConfig(image_size=256, num_channels=128, num_res_blocks=1, attention_resolutions=(16,),
                              num_heads=4, num_head_channels=64, resblock_updown=True, learn_sigma=True),
@@ -156,8 +166,17 @@ class ResBlock(nn.Module):
     gives a scale and a shift of the normalized features (FiLM); ``up`` / ``down``
     resample both paths in the middle of ``in_layers``."""
 
-    def __init__(self, c_in: int, emb: int, dropout: float, c_out: int | None = None, scale_shift: bool = False,
-                 up: bool = False, down: bool = False, use_checkpoint: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        c_in: int,
+        emb: int,
+        dropout: float,
+        c_out: int | None = None,
+        scale_shift: bool = False,
+        up: bool = False,
+        down: bool = False,
+        use_checkpoint: bool = False,
+    ) -> None:
         super().__init__()
         c_out = c_out or c_in
         self.scale_shift = scale_shift
@@ -325,8 +344,9 @@ def read_flags(path: str | Path) -> ADMConfig:
         raise WeightsError(str(e)) from None
 
 
-def load_adm_prior(path: str | Path, config: str | dict | ADMConfig, name: str | None = None,
-                   dtype: torch.dtype = torch.float32) -> NetworkPrior:  # fmt: skip
+def load_adm_prior(
+    path: str | Path, config: str | dict | ADMConfig, name: str | None = None, dtype: torch.dtype = torch.float32
+) -> NetworkPrior:
     """A published ADM checkpoint at ``path`` as a prior: ``config`` is a name of
     :data:`ADM_CONFIGS`, a dict of flags or an :class:`ADMConfig`.  Images are
     ``in_channels x image_size x image_size`` in [-1, 1]; with ``learn_sigma`` the

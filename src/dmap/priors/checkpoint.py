@@ -32,8 +32,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             except RuntimeError:  # an old (not zip) file cannot be memory-mapped
                 state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
-            raise WeightsError(f"{path}: holds Python objects besides tensors; dmap loads weights only "
-                               "(weights_only=True) and will not unpickle code") from None  # fmt: skip
+            raise WeightsError(
+                f"{path}: holds Python objects besides tensors; dmap loads weights only "
+                "(weights_only=True) and will not unpickle code"
+            ) from None
         except (OSError, RuntimeError, EOFError, ValueError) as e:
             raise WeightsError(f"{path}: not a readable checkpoint ({e.__class__.__name__})") from None
     while isinstance(state, dict) and len(state) <= 3 and any(k in state for k in WRAPPERS):
@@ -60,6 +62,5 @@ def check_fits(net: nn.Module, state: dict[str, Tensor], path: str | Path, confi
             parts.append(f"{len(unexpected)} unexpected (first {unexpected[0]})")
         if shaped:
             k = shaped[0]
-            parts.append(f"{len(shaped)} mis-shaped (first {k}: file {list(state[k].shape)}, "
-                         f"configuration {list(own[k].shape)})")  # fmt: skip
+            parts.append(f"{len(shaped)} mis-shaped (first {k}: file {list(state[k].shape)}, configuration {list(own[k].shape)})")
         raise WeightsError(f"{path}: does not fit {config_name}: {'; '.join(parts)} keys")

@@ -44,8 +44,14 @@ def schedule_from_config(config: dict, where: str) -> Schedule:
     kind = config.get("beta_schedule", "linear")
     if config.get("trained_betas") is not None or kind not in BETA_SCHEDULES:
         raise WeightsError(f"{where}: beta schedule {kind!r} is not supported; supported: {', '.join(BETA_SCHEDULES)}")
-    return Schedule(ScheduleConfig(BETA_SCHEDULES[kind], int(config.get("num_train_timesteps", 1000)),
-                                   float(config.get("beta_start", 1e-4)), float(config.get("beta_end", 0.02))))  # fmt: skip
+    return Schedule(
+        ScheduleConfig(
+            BETA_SCHEDULES[kind],
+            int(config.get("num_train_timesteps", 1000)),
+            float(config.get("beta_start", 1e-4)),
+            float(config.get("beta_end", 0.02)),
+        )
+    )
 
 
 def _find(folder: Path, *candidates: str) -> Path | None:
@@ -64,8 +70,9 @@ def read_prompt_embedding(path: Path, width: int) -> Tensor:
     from dmap.utils import load_safetensors
 
     if not path.is_file():
-        raise WeightsError(f"{path}: no prompt embedding; make it with `dmap sd-embed FOLDER` (needs transformers) "
-                           "or give --prompt-embedding FILE")  # fmt: skip
+        raise WeightsError(
+            f"{path}: no prompt embedding; make it with `dmap sd-embed FOLDER` (needs transformers) or give --prompt-embedding FILE"
+        )
     emb = load_safetensors(path).get("embedding")
     if emb is None or emb.dim() != 3 or emb.shape[0] != 1 or emb.shape[2] != width:
         got = "no 'embedding'" if emb is None else f"shape {tuple(emb.shape)}"
@@ -73,8 +80,9 @@ def read_prompt_embedding(path: Path, width: int) -> Tensor:
     return emb.float()
 
 
-def load_diffusers_prior(folder: str | Path, name: str | None = None, dtype: torch.dtype = torch.float32,
-                         prompt_embedding: str | Path | None = None) -> Prior:  # fmt: skip
+def load_diffusers_prior(
+    folder: str | Path, name: str | None = None, dtype: torch.dtype = torch.float32, prompt_embedding: str | Path | None = None
+) -> Prior:
     """The prior of the local diffusers ``folder``: a ``UNet2DModel`` (pixel prior), or with
     an ``AutoencoderKL`` in ``vae/`` a latent prior (:class:`~dmap.priors.latent.LatentPrior`)
     whose network is a ``UNet2DModel`` or Stable Diffusion's ``UNet2DConditionModel`` (with
@@ -89,8 +97,10 @@ def load_diffusers_prior(folder: str | Path, name: str | None = None, dtype: tor
     model_dir = folder / "unet" if (folder / "unet" / "config.json").is_file() else folder
     scheduler = _find(folder, "scheduler/scheduler_config.json", "scheduler_config.json")
     if not (model_dir / "config.json").is_file() or scheduler is None:
-        raise WeightsError(f"{folder}: not a diffusers folder (needs unet/config.json or config.json, and "
-                           "scheduler/scheduler_config.json or scheduler_config.json)")  # fmt: skip
+        raise WeightsError(
+            f"{folder}: not a diffusers folder (needs unet/config.json or config.json, and "
+            "scheduler/scheduler_config.json or scheduler_config.json)"
+        )
     kind = json.loads((model_dir / "config.json").read_text()).get("_class_name", "UNet2DModel")
     if kind not in ("UNet2DModel", "UNet2DConditionModel"):
         raise WeightsError(f"{model_dir}: holds a {kind}, not a UNet2DModel or UNet2DConditionModel")
@@ -107,8 +117,14 @@ def load_diffusers_prior(folder: str | Path, name: str | None = None, dtype: tor
     size = unet.config.sample_size
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     name = name or folder.name
-    prior = NetworkPrior(net, schedule_from_config(sched, str(scheduler)), (unet.config.in_channels, h, w), name,
-                         sched.get("prediction_type", "epsilon"), dtype)  # fmt: skip
+    prior = NetworkPrior(
+        net,
+        schedule_from_config(sched, str(scheduler)),
+        (unet.config.in_channels, h, w),
+        name,
+        sched.get("prediction_type", "epsilon"),
+        dtype,
+    )
     if not has_vae:
         return prior
     vae = _load(diffusers.AutoencoderKL, folder / "vae")

@@ -1,4 +1,4 @@
-"""The exact Gaussian-mixture prior and its exact posteriors (DESIGN.md section 3).
+"""The exact Gaussian-mixture prior and its exact posteriors (docs/methods.md).
 
 ``p(x0) = sum_k pi_k N(mu_k, Sigma_k)`` with ``Sigma_k = Q_k diag(l_k) Q_k^T``.  Under
 the forward process ``x_t = sqrt(ab) x0 + sqrt(1 - ab) e`` every component stays

@@ -46,8 +46,9 @@ class LatentPrior(Prior):
 
     latent = True
 
-    def __init__(self, inner: NetworkPrior, vae: nn.Module, scaling_factor: float, image_shape: tuple[int, int, int],
-                 name: str) -> None:  # fmt: skip
+    def __init__(
+        self, inner: NetworkPrior, vae: nn.Module, scaling_factor: float, image_shape: tuple[int, int, int], name: str
+    ) -> None:
         super().__init__(inner.schedule, inner.shape)
         self.inner, self.vae, self.scaling_factor = inner, vae, float(scaling_factor)
         self._image_shape = tuple(image_shape)

@@ -68,8 +68,9 @@ def ode_x0(prior: Prior, x: Tensor, t: int, steps: int) -> Tensor:
     return x
 
 
-def langevin(operator: Operator | Physics, y: Tensor, x0_hat: Tensor, r2: float, sigma: Tensor, options: DAPSOptions,
-             generator: Generators) -> Tensor:  # fmt: skip
+def langevin(
+    operator: Operator | Physics, y: Tensor, x0_hat: Tensor, r2: float, sigma: Tensor, options: DAPSOptions, generator: Generators
+) -> Tensor:
     """Langevin samples of ``p(x0 | x0_hat, y) ~ N(x0; x0_hat, r2 I) p(y | x0)`` from ``x0_hat``."""
     s2 = (sigma**2).reshape(-1, *([1] * (x0_hat.dim() - 1))).to(x0_hat)
     eta = options.lr / (1 / r2 + 1 / s2)

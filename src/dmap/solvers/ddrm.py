@@ -47,8 +47,17 @@ class DDRMOptions(Options):
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
 
-def ddrm_step(c: Tensor, c0: Tensor, y_bar: Tensor, s: Tensor, sigma_t: float, sigma_next: float,
-              sigma_y: Tensor, z: Tensor, options: DDRMOptions) -> Tensor:  # fmt: skip
+def ddrm_step(
+    c: Tensor,
+    c0: Tensor,
+    y_bar: Tensor,
+    s: Tensor,
+    sigma_t: float,
+    sigma_next: float,
+    sigma_y: Tensor,
+    z: Tensor,
+    options: DDRMOptions,
+) -> Tensor:
     """The coefficients ``c'`` at ``t'`` from ``c`` at ``t`` (module docstring); ``c, c0, z
     [B, d]``, ``y_bar [B, m]`` and ``s [m]`` for the first ``m`` coefficients, ``sigma_y [B]``."""
     m = s.numel()

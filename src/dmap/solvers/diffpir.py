@@ -54,8 +54,7 @@ def proximal_step(operator: LinearOperator | Physics, y: Tensor, x0_hat: Tensor,
     """``argmin_x ||y - A x||^2 + rho ||x - x0_hat||^2`` per sample (``rho [B]``), by
     conjugate gradients on ``(A^T A + rho I) x = A^T y + rho x0_hat`` from ``x0_hat``."""
     r = rho.reshape(-1, *([1] * (x0_hat.dim() - 1))).to(x0_hat)
-    return conjugate_gradients(lambda v: operator.AT(operator.A(v)) + r * v, operator.AT(y) + r * x0_hat, x0_hat,
-                               iters)  # fmt: skip
+    return conjugate_gradients(lambda v: operator.AT(operator.A(v)) + r * v, operator.AT(y) + r * x0_hat, x0_hat, iters)
 
 
 def solve_diffpir(

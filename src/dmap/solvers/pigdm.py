@@ -57,8 +57,9 @@ class PiGDMOptions(ReverseOptions):
             raise ValueError(f"weighting must be damped or score, got {self.weighting!r}")
 
 
-def likelihood_score(operator: LinearOperator | Physics, y: Tensor, x: Tensor, x0_hat: Tensor, r2: float, sigma_y: Tensor,
-                     iters: int) -> Tensor:  # fmt: skip
+def likelihood_score(
+    operator: LinearOperator | Physics, y: Tensor, x: Tensor, x0_hat: Tensor, r2: float, sigma_y: Tensor, iters: int
+) -> Tensor:
     """``g = (d x0_hat/d x)^T A^T (r2 A A^T + sigma_y^2 I)^-1 (y - A x0_hat)`` per sample
     (``sigma_y [B]``; ``x0_hat`` a differentiable function of ``x``)."""
     ax = operator.A(x0_hat)
