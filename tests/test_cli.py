@@ -38,6 +38,7 @@ def test_list(capsys):
         "pigdm",
         "daps",
         "reddiff",
+        "tds",
     }
 
 

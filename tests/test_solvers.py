@@ -21,6 +21,7 @@ OPTIONS = {
     "pigdm": {"steps": 12},
     "daps": {"steps": 6, "ode_steps": 2, "langevin_steps": 5},
     "reddiff": {"steps": 12, "lam": 0.25},
+    "tds": {"steps": 12, "particles": 4},
 }
 
 
@@ -82,11 +83,13 @@ GOLDEN = {
              -0.231167, 0.36628],
     "reddiff": [-0.529373, -0.147457, -0.427802, 0.41003, -0.616673, 0.06202, -0.444587, 0.11844, -0.616203, 0.055988,
                 -0.405091, 0.502535],
+    "tds": [-0.682078, -0.129181, -0.253369, 0.345612, -0.667851, -0.02806, -0.263733, 0.285704, -0.641146, 0.087617,
+            -0.230459, 0.360557],
 }  # fmt: skip
 
 
-# the same with the DPS paper's constant zeta = 0.3 per step (pinned before guidance="time" existed)
-# (the same, at guidance="constant")
+# the same with the DPS paper's constant zeta = 0.3 per step (pinned before guidance="time" existed;
+# one method a line: kept as written)
 GOLDEN_CONSTANT = {
     "dsg": [-0.642109, -0.172607, -0.341581, 0.340579, -0.718516, 0.011055, -0.267962, 0.314925, -0.713752, 0.090647,
             -0.255439, 0.339875],
@@ -208,7 +211,9 @@ def test_guided_methods_move_towards_the_exact_posterior_mean(method):  # (dps, 
     post_mean = m.condition(task.operator.matrix(), 0.05).mean(y.reshape(1, -1).double())[0]
     n = 64
     ys = y.expand(n, *y.shape[1:]).double()
-    steps = {"dps": 100, "dsg": 100, "dmap": 50, "diffpir": 50, "ddrm": 50, "pigdm": 50, "daps": 20, "reddiff": 50}[method]
+    steps = {"dps": 100, "dsg": 100, "dmap": 50, "diffpir": 50, "ddrm": 50, "pigdm": 50, "daps": 20, "reddiff": 50, "tds": 50}[
+        method
+    ]
     out = solve(
         method,
         prior,

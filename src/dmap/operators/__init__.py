@@ -5,6 +5,7 @@ from dmap.operators.blur import Blur
 from dmap.operators.cs import CompressedSensing
 from dmap.operators.function import FunctionOperator, NonlinearFunctionOperator, check_adjoint
 from dmap.operators.inpaint import Inpaint
+from dmap.operators.matrix import Matrix
 from dmap.operators.noise import GaussianNoise, Noise, PoissonGaussianNoise, PoissonNoise
 from dmap.operators.phase import PhaseRetrieval
 from dmap.operators.resample import BicubicDown, Downsample, Grey
@@ -17,6 +18,7 @@ __all__ = [
     "Blur",
     "CompressedSensing",
     "Inpaint",
+    "Matrix",
     "PhaseRetrieval",
     "Downsample",
     "BicubicDown",

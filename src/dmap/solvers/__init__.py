@@ -17,6 +17,7 @@ from dmap.solvers.diffpir import DiffPIROptions, solve_diffpir
 from dmap.solvers.pigdm import PiGDMOptions, solve_pigdm
 from dmap.solvers.daps import DAPSOptions, solve_daps
 from dmap.solvers.reddiff import REDDiffOptions, solve_reddiff
+from dmap.solvers.tds import TDSOptions, solve_tds
 
 __all__ = [
     "METHODS",
@@ -34,6 +35,7 @@ __all__ = [
     "PiGDMOptions",
     "DAPSOptions",
     "REDDiffOptions",
+    "TDSOptions",
     "solve_ddrm",
     "solve_diffpir",
     "DivergenceError",
@@ -49,4 +51,5 @@ __all__ = [
     "solve_pigdm",
     "solve_daps",
     "solve_reddiff",
+    "solve_tds",
 ]
