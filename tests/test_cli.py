@@ -39,6 +39,7 @@ def test_list(capsys):
         "daps",
         "reddiff",
         "tds",
+        "mcgdiff",
     }
 
 

@@ -18,6 +18,7 @@ from dmap.solvers.pigdm import PiGDMOptions, solve_pigdm
 from dmap.solvers.daps import DAPSOptions, solve_daps
 from dmap.solvers.reddiff import REDDiffOptions, solve_reddiff
 from dmap.solvers.tds import TDSOptions, solve_tds
+from dmap.solvers.mcgdiff import MCGdiffOptions, solve_mcgdiff
 
 __all__ = [
     "METHODS",
@@ -36,6 +37,7 @@ __all__ = [
     "DAPSOptions",
     "REDDiffOptions",
     "TDSOptions",
+    "MCGdiffOptions",
     "solve_ddrm",
     "solve_diffpir",
     "DivergenceError",
@@ -52,4 +54,5 @@ __all__ = [
     "solve_daps",
     "solve_reddiff",
     "solve_tds",
+    "solve_mcgdiff",
 ]
