@@ -324,3 +324,19 @@ def test_refresh_solves_again_only_the_cells_whose_settings_changed(reference, t
     assert run_bench(config, out, show_progress=False)  # a plain rerun resumes it
     with pytest.raises(BenchError, match=r"other image_ids, config.images; --refresh renews cells only"):
         run_bench(dataclasses.replace(config, images=4), out, show_progress=False, refresh=True)
+
+
+def test_several_samples_per_image_report_the_psnr_of_their_mean(tmp_path):
+    """--samples 3: each row's PSNR is the mean over the image's samples, ``psnr_of_mean`` that
+    of their mean (at least the worst sample's, by Jensen), and sample 0 is the one a
+    single-sample run solves."""
+    one = BenchConfig("gmm-mnist", ("sr4",), ("dps",), images=3, nfe=(10,), batch_size=3)
+    run_bench(one, tmp_path / "one", show_progress=False)
+    summary = run_bench(one.replace(samples=3), tmp_path / "three", show_progress=False)
+    rows = read_store(tmp_path / "three")
+    assert len(rows) == 3 and all(r["psnr_of_mean"] > r["psnr"] - 3 for r in rows)
+    assert summary[0]["psnr_of_mean_mean"] == pytest.approx(np.mean([r["psnr_of_mean"] for r in rows]))
+    assert summary[0]["psnr_of_mean_mean"] > summary[0]["psnr_mean"]  # averaging samples of a posterior helps
+    first = [np.load(p) for p in (tmp_path / d / "outputs" / "sr4" / "dps@10.npy" for d in ("one", "three"))]
+    np.testing.assert_array_equal(first[0], first[1])
+    assert "their mean" in (tmp_path / "three" / "summary.md").read_text()

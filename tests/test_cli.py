@@ -79,7 +79,15 @@ def test_restore_writes_images_figure_and_json(digits, tmp_path, capsys):
         written = psnr(load_image(out / f"digit0_restored_{k}.png")[None], load_image(digits / "digit0.png")[None])
         assert float(written) == pytest.approx(rec["psnr_samples"][k], abs=0.05)
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"digit{i}_{s}.png" for i in (0, 500) for s in ("restored_0", "restored_1", "measurement", "figure"))
+    parts = ("restored_0.png", "restored_1.png", "measurement.png", "figure.png", "mean.png", "std.png", "summary.npz")
+    assert names == sorted(f"digit{i}_{s}" for i in (0, 500) for s in parts)
+    # the posterior summary of the two samples: their mean and std, the 90 % interval between them
+    summary = np.load(out / "digit0_summary.npz")
+    samples = np.stack([load_image(out / f"digit0_restored_{k}.png").numpy() for k in range(2)])
+    np.testing.assert_allclose(summary["mean"], samples.mean(0), atol=1 / 255)
+    np.testing.assert_allclose(summary["std"], samples.std(0, ddof=1), atol=2 / 255)
+    assert (summary["lower"] <= summary["mean"]).all() and (summary["mean"] <= summary["upper"]).all()
+    assert rec["psnr_of_mean"] >= min(rec["psnr_samples"]) - 1e-3 and rec["summary"].endswith("digit0_summary.npz")
     assert load_image(out / "digit0_measurement.png").shape == (1, 32, 32)  # pinv view, upsampled
     # the same command gives the same bits; solved alone, an image differs only by float32 rounding
     again, alone = tmp_path / "again", tmp_path / "alone"
@@ -390,4 +398,4 @@ def test_one_restoration_is_labelled_by_its_method(digits, tmp_path, monkeypatch
     argv = ["restore", str(digits / "digit0.png"), "--task", "sr4", "--method", "dmap", "--steps", "3"]
     assert main(argv + ["--out", str(tmp_path / "a")]) == 0
     assert main(argv + ["--samples", "2", "--out", str(tmp_path / "b")]) == 0
-    assert labels == [["truth", "measurement", "dmap"], ["truth", "measurement", "dmap #1", "dmap #2"]]
+    assert labels == [["truth", "measurement", "dmap"], ["truth", "measurement", "mean", "std", "dmap #1", "dmap #2"]]

@@ -118,3 +118,16 @@ def test_the_fidelity_command_refuses_what_has_no_exact_posterior(change, messag
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert not (tmp_path / "f").exists()
+
+
+def test_the_posterior_summary_of_gaussian_samples():
+    from dmap.analysis.fidelity import posterior_summary
+
+    x = torch.randn(20000, 1, 2, 2, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.1
+    s = posterior_summary(x, 0.9)
+    torch.testing.assert_close(s["mean"], torch.full((1, 2, 2), 0.1), atol=0.01, rtol=0)
+    torch.testing.assert_close(s["std"], torch.full((1, 2, 2), 0.5), atol=0.01, rtol=0)
+    torch.testing.assert_close(s["upper"], torch.full((1, 2, 2), 0.1 + 1.645 * 0.5), atol=0.02, rtol=0)
+    torch.testing.assert_close(s["lower"], torch.full((1, 2, 2), 0.1 - 1.645 * 0.5), atol=0.02, rtol=0)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        posterior_summary(x[:1])

@@ -8,6 +8,7 @@ The stable API::
     x0 = dmap.solve("dmap", prior, task, y, generator=g)
 """
 
+from dmap.analysis.fidelity import posterior_summary
 from dmap.api import run_method, solve
 from dmap.operators import TASKS, make_task
 from dmap.presets import load_presets, resolve_options
@@ -31,6 +32,7 @@ def __getattr__(name: str):
 __all__ = [
     "load_prior",
     "from_denoiser",
+    "posterior_summary",
     "make_task",
     "solve",
     "run_method",

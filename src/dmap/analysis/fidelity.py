@@ -111,6 +111,18 @@ def fidelity(
     return out
 
 
+def posterior_summary(samples: Tensor, level: float = 0.9) -> dict[str, Tensor]:
+    """What a user reads off ``samples [N, C, H, W]`` of one measurement's posterior (N >= 2):
+    the ``mean``, the per-pixel ``std`` and the central ``level`` credible interval
+    (``lower``, ``upper``: per-pixel quantiles), each ``[C, H, W]``."""
+    if len(samples) < 2:
+        raise ValueError(f"a posterior summary needs at least 2 samples, got {len(samples)}")
+    x = samples.double()
+    q = torch.quantile(x.reshape(len(x), -1), torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64), dim=0)
+    lower, upper = (v.reshape(samples.shape[1:]).to(samples.dtype) for v in q)
+    return {"mean": samples.mean(0), "std": samples.std(0), "lower": lower, "upper": upper}
+
+
 def grid_mixture(d: int, seed: int = 0, spacing: float = 0.4, std: float = 0.05) -> GaussianMixture:
     """25 isotropic components of std ``std`` in R^d, their means ``spacing (i, j, i, j, ...)``
     for ``i, j`` in -2..2 (inside [-1, 1], as images), weights drawn from ``seed``

@@ -64,9 +64,18 @@ def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
                         "seconds_per_image": float(np.mean([r["seconds"] for r in ok])) if ok else math.nan,
                         "peak_mem_mb": float(max(r["peak_mem_mb"] for r in ok)) if ok else math.nan,
                         "psnr_per_image": [r["psnr"] for r in sorted(sel, key=lambda r: r["index"])],
+                        **_of_mean(sel),
                     }
                 )
     return result
+
+
+def _of_mean(rows: list[dict]) -> dict:
+    """With several samples per image: the PSNR of each image's sample mean, mean and SE."""
+    if not rows or "psnr_of_mean" not in rows[0]:
+        return {}
+    m, se = mean_se([r.get("psnr_of_mean", math.nan) for r in rows])
+    return {"psnr_of_mean_mean": m, "psnr_of_mean_se": se}
 
 
 def _num(v: float, fmt: str) -> str:
@@ -94,6 +103,8 @@ def markdown(summary: list[dict], baseline: str | None = None) -> str:
             delta = f"{d:+.2f} ± {d_se:.2f}"
         sec, mem = c["seconds_per_image"], c["peak_mem_mb"]
         score = f"{c['psnr_mean']:.2f} ± {c['psnr_se']:.2f}"
+        if "psnr_of_mean_mean" in c:
+            score += f" (their mean {c['psnr_of_mean_mean']:.2f} ± {c['psnr_of_mean_se']:.2f})"
         if c.get("diverged"):
             score = f"diverged on {c['diverged']}/{c['n_images']}"
         lines.append(

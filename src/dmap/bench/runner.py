@@ -165,6 +165,7 @@ class Bench:
         that solved the kept cells, when they differ from these).  Returns the cells
         dropped; refuses other differences (images, seeds, noise, prior)."""
         old = json.loads((self.out / MANIFEST).read_text())
+        old["config"] = BenchConfig.from_dict(old["config"]).to_dict()  # (settings added since: their defaults)
         mine = json.loads(json.dumps(self.manifest))
         fixed = {k: v for k, v in mine["config"].items() if k not in ("tasks", "methods", "nfe", "presets")}
         differ = [k for k in mine if k not in ("config", "cells", "versions") and old.get(k) != mine[k]]
@@ -218,7 +219,8 @@ class Bench:
         task, y = self.task(unit.task)
         task = task.to(self.device)
         cse = self.cse(unit.task, unit.method) if dmap.METHODS[name].uses_cse else None
-        gens = [seeded(c.seed + 2, self.ids[i]) for i in unit.index]
+        # sample k of an image: its own stream; sample 0 is the one a single-sample run solves
+        gens = [seeded(c.seed + 2, self.ids[i], *([k] if k else [])) for i in unit.index for k in range(c.samples)]
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -227,7 +229,7 @@ class Bench:
             name,
             self.prior,
             task,
-            y[unit.index].to(self.device),
+            y[unit.index].repeat_interleave(c.samples, 0).to(self.device),
             self.options(unit.task, unit.method, unit.nfe),
             generator=gens,
             cse=cse,
@@ -244,9 +246,16 @@ class Bench:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     def rows(self, unit: Unit, out: torch.Tensor, seconds: float) -> list[dict]:
+        """One row per image; with ``samples > 1`` (``out`` holds each image's samples in turn)
+        ``psnr`` / ``ssim`` are the mean over its samples and ``psnr_of_mean`` that of their mean."""
+        n = self.config.samples
         x = self.x[unit.index]
         task, y = self.task(unit.task)
-        p, s, r = psnr(out, x), ssim(out, x), residual_rms(task.operator, y[unit.index], out)
+        first, xs = out[::n], x.repeat_interleave(n, 0)
+        p, s = psnr(out, xs).reshape(-1, n).mean(1), ssim(out, xs).reshape(-1, n).mean(1)
+        r = residual_rms(task.operator, y[unit.index], first)
+        mean = out.reshape(len(x), n, *out.shape[1:]).mean(1)
+        p_mean = psnr(mean, x) if n > 1 else None
         mem = self.peak_mem_mb()
         return [
             {
@@ -261,7 +270,8 @@ class Bench:
                 "residual_rms": float(r[k]),
                 "seconds": seconds / len(unit.index),
                 "peak_mem_mb": mem,
-                "output_sha": short_sha256(out[k]),
+                "output_sha": short_sha256(out[k * n : (k + 1) * n]),
+                **({"psnr_of_mean": float(p_mean[k])} if n > 1 else {}),
             }
             for k, i in enumerate(unit.index)
         ]
@@ -312,8 +322,8 @@ def run_unit(bench: Bench, unit: Unit, done: set, rank: int = 0, keep: bool = Tr
         rows = [bench.diverged_row(unit, str(e))]
         seconds = 0.0
     else:
-        if unit.batch == 0 and keep:
-            save_outputs(outputs_path(bench.out, unit.task, unit.method, unit.nfe), out.numpy())
+        if unit.batch == 0 and keep:  # (each image's first sample)
+            save_outputs(outputs_path(bench.out, unit.task, unit.method, unit.nfe), out[:: bench.config.samples].numpy())
         rows = bench.rows(unit, out, seconds)
     append_rows(bench.out / f"results-r{rank}.jsonl", [r for r in rows if row_key(r) not in done])
     return seconds

@@ -78,12 +78,13 @@ class BenchConfig(Config):
     kernel: str | None = None
     mask: str | None = None
     protocol: str = "equal-nfe"
+    samples: int = 1
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise BenchError(f"unknown protocol {self.protocol!r}; choose from {', '.join(PROTOCOLS)}")
-        if self.images < 1 or self.batch_size < 1 or self.threads < 1 or min(self.nfe, default=0) < 1:
-            raise BenchError("--images, --batch-size, --threads and every --nfe must be >= 1")
+        if min(self.images, self.batch_size, self.threads, self.samples, min(self.nfe, default=0)) < 1:
+            raise BenchError("--images, --batch-size, --threads, --samples and every --nfe must be >= 1")
         if not (self.tasks and self.methods and self.nfe):
             raise BenchError("give at least one task, method and budget")
         for name in self.tasks:

@@ -66,6 +66,12 @@ def _bench_parser(sub) -> None:
     b.add_argument(
         "--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y, help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})"
     )
+    b.add_argument(
+        "--samples",
+        type=positive_int,
+        default=1,
+        help="restorations per image (1); with several, PSNR is their mean and the PSNR of their mean is reported too",
+    )
     b.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
     b.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
     b.add_argument(
@@ -157,6 +163,7 @@ def cmd_bench(args) -> int:
             kernel=args.kernel,
             mask=args.mask,
             protocol=args.protocol,
+            samples=args.samples,
         )
         out = OutputFolder.prepare(args.out)
         summary = run_bench(config, out, workers=args.workers, device=args.device, refresh=args.refresh)

@@ -224,12 +224,13 @@ def _write(args, out, paths, truth, y, op, options, items, results, seconds) -> 
         view = op.view(y[i : i + 1])[0]
         save_image(out / f"{path.stem}_measurement.png", view)
         labels = [args.method] if args.samples == 1 else [f"{args.method} #{k + 1}" for k in range(args.samples)]
-        row = ([] if truth is None else [truth[i]]) + [view] + list(restored)
+        summary = _write_summary(out, path, restored) if args.samples > 1 else {}
+        row = ([] if truth is None else [truth[i]]) + [view] + list(summary.values()) + list(restored)
         grid(
             [row],
             out / f"{path.stem}_figure.png",
             cell=96,
-            col_labels=([] if truth is None else ["truth"]) + ["measurement"] + labels,
+            col_labels=([] if truth is None else ["truth"]) + ["measurement"] + list(summary) + labels,
         )
         rec = {
             "input": str(path),
@@ -253,7 +254,27 @@ def _write(args, out, paths, truth, y, op, options, items, results, seconds) -> 
             rec["psnr_samples"] = [round(float(v), 4) for v in psnr(restored, ref)]
             rec["psnr"] = round(float(psnr(restored, ref).mean()), 4)
             rec["ssim"] = round(float(ssim(restored, ref).mean()), 4)
+            if summary:
+                rec["psnr_of_mean"] = round(float(psnr(summary["mean"][None], truth[i : i + 1])), 4)
+        if summary:
+            rec["summary"] = str(out / f"{path.stem}_summary.npz")
         print(json.dumps(rec) if args.json else _summary_line(rec, args.samples), flush=True)
+
+
+def _write_summary(out, path, samples: torch.Tensor) -> dict[str, torch.Tensor]:
+    """NAME_mean.png, NAME_std.png (0 black to the largest std white) and NAME_summary.npz
+    (mean, std, the 90 % interval's lower and upper, in [-1, 1] units); returns the mean and
+    the std map as images for the figure."""
+    import numpy as np
+
+    from dmap.analysis.fidelity import posterior_summary
+
+    s = posterior_summary(samples, 0.9)
+    std_view = s["std"] / s["std"].max().clamp_min(1e-12) * 2 - 1
+    save_image(out / f"{path.stem}_mean.png", s["mean"])
+    save_image(out / f"{path.stem}_std.png", std_view)
+    np.savez_compressed(out / f"{path.stem}_summary.npz", level=0.9, **{k: v.numpy() for k, v in s.items()})
+    return {"mean": s["mean"], "std": std_view}
 
 
 def _summary_line(rec: dict, samples: int) -> str:
@@ -261,7 +282,9 @@ def _summary_line(rec: dict, samples: int) -> str:
     score = (
         "" if rec["psnr"] is None else f"PSNR {rec['psnr']:.2f} dB, SSIM {rec['ssim']:.3f}" + " (mean of samples)" * (samples > 1)
     )
-    wrote = rec["output"] if samples == 1 else f"{samples} restorations ({rec['output']}, ...)"
+    wrote = rec["output"] if samples == 1 else f"{samples} restorations ({rec['output']}, ...), their mean, std and 90 % interval"
+    if rec.get("psnr_of_mean") is not None:
+        score += f"; PSNR of their mean {rec['psnr_of_mean']:.2f} dB"
     return f"{rec['input']}: {score}{', ' * bool(score)}{rec['seconds']:.1f} s; wrote {wrote}"
 
 
