@@ -81,15 +81,15 @@ class Problem:
         return self.posteriors[j].sample(n, g).float().reshape(n, *self.x.shape[1:])
 
 
-def solve_row(prior, problem: Problem, method: str, nfe: int, j: int) -> tuple[dict, Tensor]:
-    """One measurement solved ``samples`` times by ``method`` at ``nfe`` evaluations (``exact``:
-    a third exact set), its fidelity row and the samples."""
+def solve_row(prior, problem: Problem, method: str, nfe: int, j: int, options=None) -> tuple[dict, Tensor]:
+    """One measurement solved ``samples`` times by ``method`` at ``nfe`` evaluations with its
+    preset (or ``options``; ``exact``: a third exact set), its fidelity row and the samples."""
     c = problem.config
     start = time.perf_counter()
     if method == "exact":
         x = problem.exact(j, c.samples, 2)
     else:
-        opts = resolve_options(method, prior.name, c.task, nfe=nfe)
+        opts = options or resolve_options(method, prior.name, c.task, nfe=nfe)
         y = problem.y[j : j + 1].expand(c.samples, *problem.y.shape[1:]).contiguous()
         gens = sample_generators(c.seed + 2, c.samples, offset=j * c.samples)
         x = run_method(method, prior, problem.task, y, opts, generator=gens)

@@ -73,15 +73,7 @@ def _bench_parser(sub) -> None:
         help="restorations per image (1); with several, PSNR is their mean and the PSNR of their mean is reported too",
     )
     b.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
-    b.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
-    b.add_argument(
-        "--data",
-        metavar="FOLDER",
-        help="images of this folder instead of the bundled digits "
-        "(--images of them, evenly spaced over the sorted names; they must fit the prior)",
-    )
-    b.add_argument("--kernel", metavar="FILE", help="a measured blur kernel (.npy or image) for the deblur tasks")
-    b.add_argument("--mask", metavar="FILE", help="an inpainting mask image (white = observed) for the inpaint tasks")
+    _add_bench_inputs(b)
     b.add_argument("--workers", type=positive_int, default=1, help="processes sharing the work (1)")
     add_threads(b)
     b.add_argument("--device", type=device_name, help="cpu or cuda (default: cuda when available)")
@@ -100,6 +92,19 @@ def _bench_parser(sub) -> None:
     )
     b.add_argument("--json", action="store_true", help="print the summary cells as JSON")
     b.set_defaults(func=cmd_bench)
+
+
+def _add_bench_inputs(b) -> None:
+    """What a benchmark reads besides its grid: a preset file, images, a kernel, a mask."""
+    b.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
+    b.add_argument(
+        "--data",
+        metavar="FOLDER",
+        help="images of this folder instead of the bundled digits "
+        "(--images of them, evenly spaced over the sorted names; they must fit the prior)",
+    )
+    b.add_argument("--kernel", metavar="FILE", help="a measured blur kernel (.npy or image) for the deblur tasks")
+    b.add_argument("--mask", metavar="FILE", help="an inpainting mask image (white = observed) for the inpaint tasks")
 
 
 def _tune_parser(sub) -> None:

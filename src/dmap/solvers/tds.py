@@ -8,7 +8,8 @@ likelihood), for ``t = tau_N .. tau_1``::
 
     resample the particles by their weights (when the effective sample size < ess P)
     mu, s_t  = ancestral step at (x_t, x0_hat)                   (x0_hat from the twist at t)
-    x_t'     ~ q = N(mu + s_t^2 grad log p~_t(x_t), s_t^2)          (the twisted proposal)
+    x_t'     ~ q = N(mu + s_t^2 grad log p~_t(x_t), s_t^2)          (the twisted proposal; the shift
+                                                                    capped at max_shift s_t sqrt(n))
     log w   += log N(x_t'; mu, s_t^2) - log q(x_t') + log p~_t'(x_t') - log p~_t(x_t)
 
 starting from ``log w = log p~_T(x_T)``; one particle per measurement is returned, drawn by
@@ -19,6 +20,7 @@ resampling threshold (0: never; then importance sampling), N -> ``steps``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -29,19 +31,23 @@ from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
 from dmap.schedule import step_pairs
 from dmap.solvers.base import Method, Options, register
-from dmap.solvers.common import Callback, check_state
+from dmap.solvers.common import Callback, check_state, per_sample_norm
 
 
 @dataclass(frozen=True)
 class TDSOptions(Options):
     """``particles`` (P) per measurement, resampling below ``ess`` P effective particles,
-    ``min_sigma`` the least noise std the twisting function assumes (noiseless tasks)."""
+    ``min_sigma`` the least noise std the twisting function assumes (noiseless tasks),
+    ``max_shift`` the largest proposal shift in units of the transition noise's norm
+    ``s_t sqrt(n)`` (a network's Jacobian at high noise can make ``s_t^2 grad`` huge; the
+    weights use the shift taken, so the sampler stays exact)."""
 
     steps: int = 100
     spacing: str = "karras"  # dense at low noise, where the particles' weights separate most
     particles: int = 16
     ess: float = 0.5
     min_sigma: float = 0.01
+    max_shift: float = 1.0
 
     @property
     def step_evals(self) -> int:
@@ -104,6 +110,8 @@ def solve_tds(
         x, log_twist, g, x0_hat = x[idx], log_twist[idx], g[idx], x0_hat[idx]
         mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, 1.0)
         shift = sigma**2 * g
+        cap = options.max_shift * sigma.reshape(-1) * math.sqrt(math.prod(denoiser.shape))
+        shift = shift * (cap / per_sample_norm(shift).reshape(-1).clamp_min(1e-30)).clamp_max(1.0).reshape(-1, *[1] * (x.dim() - 1))
         z = randn((B, P, *denoiser.shape), generator, y).reshape(x.shape)
         x = mu + shift + sigma * z
         # log N(x; mu, s^2) - log N(x; mu + shift, s^2) = (|sigma z|^2 - |shift + sigma z|^2) / (2 s^2)
