@@ -80,13 +80,13 @@ def test_samples_of_a_latent_prior_are_decoded_images(sd, tmp_path, capsys):
     assert main(["sample", "--prior", f"sd={folder}", "-n", "2", "--steps", "3", "--out", str(tmp_path / "g.png")]) == 0
 
 
-@pytest.mark.parametrize("method", ["dps", "dsg", "dmap", "daps", "reddiff"])
+@pytest.mark.parametrize("method", ["dps", "dsg", "dmap", "daps", "reddiff", "tds"])
 def test_methods_for_any_operator_restore_images_and_batch_equals_loop(sd, method):
     _, prior = sd
     task = dmap.make_task("sr4", prior.image_shape, sigma_y=0.05, generator=seeded(0))
     x = torch.rand(3, *prior.image_shape, generator=seeded(1)) * 2 - 1
     y = task.simulate(x, generator=sample_generators(2, 3))
-    extra = {"langevin_steps": 3} if method == "daps" else {}  # (50 by default, each through the decoder)
+    extra = {"daps": {"langevin_steps": 3}, "tds": {"particles": 3}}.get(method, {})  # (fewer passes through the decoder)
     options = dmap.resolve_options(method, prior.name, "sr4", steps=4, **extra)  # no presets for tiny-sd: the defaults
     batch = dmap.api.run_method(method, prior, task, y, options, generator=sample_generators(3, 3))
     assert batch.shape == (3, 3, 16, 16) and batch.abs().max() <= 1
@@ -120,7 +120,7 @@ def test_the_likelihood_gradient_reaches_z_through_the_decoder(sd, tmp_path):
     assert not torch.allclose(grad(other), g)
 
 
-@pytest.mark.parametrize("method", ["ddrm", "pigdm", "diffpir"])
+@pytest.mark.parametrize("method", ["ddrm", "pigdm", "diffpir", "mcgdiff"])
 def test_methods_that_need_a_linear_operator_are_refused(sd, method):
     _, prior = sd
     task = dmap.make_task("sr4", prior.image_shape, generator=seeded(0))
