@@ -101,6 +101,23 @@ class ReverseOptions(Options):
     eta: float = 1.0
 
 
+@dataclass(frozen=True)
+class ParticleOptions(Options):
+    """Options of the sequential Monte Carlo samplers: ``particles`` (P) per measurement, each
+    one network evaluation per step (``P N`` evaluations per sample)."""
+
+    particles: int = 16
+
+    @property
+    def step_evals(self) -> int:
+        return self.particles
+
+    def check(self) -> None:
+        super().check()
+        if not (isinstance(self.particles, int) and self.particles >= 1):
+            raise ValueError(f"particles must be an integer >= 1, got {self.particles}")
+
+
 GUIDANCE = ("time", "constant")
 
 

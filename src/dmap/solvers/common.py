@@ -80,3 +80,12 @@ def residual_rms(operator: Operator, y: Tensor, x0: Tensor) -> Tensor:
     """``||y_i - A(x0_i)|| / sqrt(m)`` per sample ``[B]``: the residual per measured value."""
     r = (y - operator.A(x0)).reshape(y.shape[0], -1)
     return r.norm(dim=1) / r.shape[1] ** 0.5
+
+
+def draw_per_measurement(log_w: Tensor, generator, k: int) -> Tensor:
+    """``k`` particle indices per measurement ``[B, k]`` drawn by the weights ``log_w [B, P]``
+    (multinomial, with replacement), measurement ``b`` with its own generator: what the
+    particle samplers resample and pick with, so a batch equals its measurements alone."""
+    w = torch.softmax(log_w, dim=1).cpu()
+    gens = generator if isinstance(generator, list | tuple) else [generator] * len(w)
+    return torch.stack([torch.multinomial(w[b], k, replacement=True, generator=gens[b]) for b in range(len(w))])

@@ -38,43 +38,26 @@ from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
 from dmap.schedule import step_pairs
-from dmap.solvers.base import Method, Options, register
-from dmap.solvers.common import Callback, check_state
+from dmap.solvers.base import Method, ParticleOptions, register
+from dmap.solvers.common import Callback, check_state, draw_per_measurement
 
 
 @dataclass(frozen=True)
-class MCGdiffOptions(Options):
+class MCGdiffOptions(ParticleOptions):
     """``particles`` (P) per measurement, ``kappa`` the variance that keeps a held
     coordinate's potential proper, ``eta`` of the DDIM step (1: ancestral)."""
 
     steps: int = 100
     spacing: str = "karras"  # dense at low noise, where the observed coordinates are released
-    particles: int = 16
     kappa: float = 1e-4
     eta: float = 1.0
     needs: ClassVar[tuple[str, ...]] = ("svd", "gaussian")
-
-    @property
-    def step_evals(self) -> int:
-        return self.particles
-
-    def check(self) -> None:
-        super().check()
-        if not (isinstance(self.particles, int) and self.particles >= 1):
-            raise ValueError(f"particles must be an integer >= 1, got {self.particles}")
 
 
 def _log_normal(x: Tensor, mean: Tensor, var: Tensor, mask: Tensor) -> Tensor:
     """``sum_i mask_i log N(x_i; mean_i, var_i)`` over the last axis (constants kept: the
     masks differ between the numerator and the denominator of a weight)."""
     return -0.5 * (mask * ((x - mean) ** 2 / var + var.log())).sum(-1)
-
-
-def _draw(log_w: Tensor, generator: Generators, k: int) -> Tensor:
-    """``k`` indices per measurement ``[B, k]`` drawn by the weights, each with its generator."""
-    w = torch.softmax(log_w, dim=1).cpu()
-    gens = generator if isinstance(generator, list | tuple) else [generator] * len(w)
-    return torch.stack([torch.multinomial(w[b], k, replacement=True, generator=gens[b]) for b in range(len(w))])
 
 
 def solve_mcgdiff(
@@ -113,7 +96,7 @@ def solve_mcgdiff(
         log_w = _log_normal(cm[..., :m], obs_next, var + v_next, on_next)
         if i > 0:  # (the particles start from p_T itself, not from p_T g_T: nothing to divide at the first step)
             log_w = log_w - _log_normal(c.reshape(B, P, -1)[..., :m], obs, v, on)
-        cm = torch.gather(cm, 1, _draw(log_w, generator, P).to(cm.device)[..., None].expand_as(cm))
+        cm = torch.gather(cm, 1, draw_per_measurement(log_w, generator, P).to(cm.device)[..., None].expand_as(cm))
         z = randn((B, P, c.shape[1]), generator, cm)
         c = cm + var**0.5 * z
         gain = var / (var + v_next)
@@ -124,7 +107,7 @@ def solve_mcgdiff(
         if callback is not None:
             callback({"step": i, "t": t, "x": physics.V(c.to(y.dtype))})
     on, obs, v = held(len(pairs))
-    pick = _draw(-_log_normal(c.reshape(B, P, -1)[..., :m], obs, v, on), generator, 1).reshape(-1)
+    pick = draw_per_measurement(-_log_normal(c.reshape(B, P, -1)[..., :m], obs, v, on), generator, 1).reshape(-1)
     return physics.image(physics.V(c.reshape(B, P, -1)[torch.arange(B), pick.to(c.device)].to(y.dtype)))
 
 

@@ -30,12 +30,12 @@ from dmap.operators.physics import Physics
 from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
 from dmap.schedule import step_pairs
-from dmap.solvers.base import Method, Options, register
-from dmap.solvers.common import Callback, check_state, per_sample_norm
+from dmap.solvers.base import Method, ParticleOptions, register
+from dmap.solvers.common import Callback, check_state, draw_per_measurement, per_sample_norm
 
 
 @dataclass(frozen=True)
-class TDSOptions(Options):
+class TDSOptions(ParticleOptions):
     """``particles`` (P) per measurement, resampling below ``ess`` P effective particles,
     ``min_sigma`` the least noise std the twisting function assumes (noiseless tasks),
     ``max_shift`` the largest proposal shift in units of the transition noise's norm
@@ -44,19 +44,12 @@ class TDSOptions(Options):
 
     steps: int = 100
     spacing: str = "karras"  # dense at low noise, where the particles' weights separate most
-    particles: int = 16
     ess: float = 0.5
     min_sigma: float = 0.01
     max_shift: float = 1.0
 
-    @property
-    def step_evals(self) -> int:
-        return self.particles
-
     def check(self) -> None:
         super().check()
-        if not (isinstance(self.particles, int) and self.particles >= 1):
-            raise ValueError(f"particles must be an integer >= 1, got {self.particles}")
         if not 0 <= self.ess <= 1:
             raise ValueError(f"ess must lie in [0, 1], got {self.ess}")
 
@@ -72,17 +65,15 @@ def _twist(denoiser: Prior, physics: Physics, y: Tensor, x: Tensor, t: int, var:
 
 def _resample(log_w: Tensor, generator: Generators, ess: float) -> tuple[Tensor, Tensor]:
     """Per measurement ``[B, P]``: the measurements whose effective sample size fell below
-    ``ess P`` draw their particles again by the weights (multinomial, their own generator;
-    weights reset), the others keep theirs.  Returns indices into the flat particles and the
-    new log-weights."""
+    ``ess P`` draw their particles again by the weights (their weights reset), the others
+    keep theirs.  Returns indices into the flat particles and the new log-weights."""
     B, P = log_w.shape
-    w = torch.softmax(log_w, dim=1).cpu()
-    gens = generator if isinstance(generator, list | tuple) else [generator] * B
+    low = [b for b in range(B) if 1 / float(torch.softmax(log_w[b], 0).pow(2).sum()) < ess * P]
     idx, log_w = torch.arange(P).repeat(B, 1), log_w.clone()
-    for b in range(B):
-        if 1 / float(w[b].pow(2).sum()) < ess * P:
-            idx[b] = torch.multinomial(w[b], P, replacement=True, generator=gens[b])
-            log_w[b] = 0
+    if low:
+        gens = generator if isinstance(generator, list | tuple) else [generator] * B
+        idx[low] = draw_per_measurement(log_w[low], [gens[b] for b in low], P)
+        log_w[low] = 0
     return (idx + P * torch.arange(B)[:, None]).reshape(-1).to(log_w.device), log_w
 
 
@@ -128,9 +119,7 @@ def solve_tds(
         check_state(x, "tds", i, t, float(P))
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat, "ess": 1 / torch.softmax(log_w, 1).pow(2).sum(1)})
-    gens = generator if isinstance(generator, list | tuple) else [generator] * B
-    w = torch.softmax(log_w, dim=1).cpu()
-    pick = torch.stack([torch.multinomial(w[b], 1, generator=gens[b]) for b in range(B)]).reshape(-1)
+    pick = draw_per_measurement(log_w, generator, 1).reshape(-1)
     return physics.image(x.reshape(B, P, *denoiser.shape)[torch.arange(B), pick.to(x.device)])
 
 
