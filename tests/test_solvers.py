@@ -282,3 +282,24 @@ def test_pigdm_samples_the_exact_posterior_of_a_standard_normal_prior():
     out = last["x"].reshape(n, -1)
     assert float((out.mean(0) - mean).norm()) < 3 * float((out.std(0) / n**0.5).norm())
     assert float(out.var(0).mean()) == pytest.approx(float(torch.diagonal(cov).mean()), rel=0.04)
+
+
+def test_the_guard_blames_the_guidance_not_a_poor_first_prior_step():
+    """A network whose first step alone leaves the data range (a random-weight Stable
+    Diffusion reaches an RMS of 16 there) is no diverged guidance: 2-step DPS and DMAP
+    finish; a guidance step that takes a sample far past its unguided state still fails."""
+    from dmap import from_denoiser
+    from dmap.solvers.common import check_state
+
+    garbage = from_denoiser(lambda x, t: x + 5 * torch.sin(3 * x), "eps", SHAPE, name="garbage")
+    task = make_task("inpaint-random", SHAPE, generator=torch.Generator().manual_seed(0))
+    y = task.simulate(torch.zeros(2, *SHAPE), generator=sample_generators(1, 2))
+    for method in ("dps", "dmap"):
+        out = solve(method, garbage, task, y, steps=2, step_size=0.01, generator=sample_generators(2, 2))
+        assert out.shape == (2, *SHAPE)
+    big, bigger = torch.full((1, 16), 16.0), torch.full((1, 16), 40.0)
+    check_state(big, "dps", 0, 999, 1.0, unguided=big * 0.9)  # the prior step's own scale: passes
+    with pytest.raises(DivergenceError, match="diverged at step 0"):
+        check_state(bigger, "dps", 0, 999, 1.0, unguided=torch.ones(1, 16))
+    with pytest.raises(DivergenceError):  # without an unguided state: the absolute rule
+        check_state(big, "daps", 0, 999, 1.0)

@@ -31,6 +31,11 @@ class DivergenceError(SolveError):
 # shipped priors (six tasks, dps / dsg / dmap with their presets at 20-100 steps), the
 # largest RMS of any iterate was 2.4; with a step size 30x too large it was 15-12,000.
 DIVERGED_RMS = 5.0
+# A guided method also passes the state its step would reach without the guidance: only a
+# sample that the guidance took past DIVERGED_RMS *and* past GUIDED_FACTOR times that state's
+# RMS counts, so a poorly trained network (a random-weight Stable Diffusion's first step
+# reaches an RMS of 16 alone) is not called a diverged guidance.
+GUIDED_FACTOR = 2.0
 
 
 def residual_norm(physics: Physics, y: Tensor, x0_hat: Tensor, clamp: bool = True) -> Tensor:
@@ -59,17 +64,21 @@ def project_to_sphere(x: Tensor, center: Tensor, radius: Tensor | float) -> Tens
     return center + radius * d / per_sample_norm(d).clamp_min(torch.finfo(x.dtype).tiny)
 
 
-def check_state(x: Tensor, method: str, step: int, t: int, step_size: float) -> None:
+def check_state(x: Tensor, method: str, step: int, t: int, step_size: float, unguided: Tensor | None = None) -> None:
     """Raise :class:`NonFiniteError` if ``x`` holds NaN or Inf, :class:`DivergenceError` if
-    a sample's RMS exceeds ``DIVERGED_RMS`` (the run has left the data range)."""
+    a sample's RMS exceeds ``DIVERGED_RMS`` (the run has left the data range) and, when
+    ``unguided`` (the step without its guidance) is given, ``GUIDED_FACTOR`` times its RMS."""
     flat = x.detach().reshape(x.shape[0], -1)
     where = f"at step {step} (t={t}) with step size {step_size:g}"
     if not torch.isfinite(flat).all():
         bad = (~torch.isfinite(flat)).any(1).nonzero().flatten().tolist()
         raise NonFiniteError(f"{method}: non-finite values {where} in samples {bad}; try a smaller step size")
     rms = flat.pow(2).mean(1).sqrt()
-    if (rms > DIVERGED_RMS).any():
-        bad = (rms > DIVERGED_RMS).nonzero().flatten().tolist()
+    over = rms > DIVERGED_RMS
+    if unguided is not None:
+        over &= rms > GUIDED_FACTOR * unguided.detach().reshape(len(x), -1).pow(2).mean(1).sqrt()
+    if over.any():
+        bad = over.nonzero().flatten().tolist()
         raise DivergenceError(
             f"{method}: diverged {where}: samples {bad} reached an RMS of {float(rms.max()):.3g} "
             f"(x_t keeps an RMS near 1: images lie in [-1, 1], latents have unit variance); try a smaller step size"

@@ -75,7 +75,7 @@ def solve_dmap(
         with torch.no_grad():
             x0_hat = denoiser.prior_step.x0(x, t)
             mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
-            x = mu + sigma * randn(x.shape, generator, x)
+            x = unguided = mu + sigma * randn(x.shape, generator, x)
         info, zeta = {}, options.zeta(t, t_prev)
         if t_prev >= 0:
             radius = math.sqrt(n) * sigma
@@ -86,7 +86,7 @@ def solve_dmap(
                     x = project_to_sphere(x - zeta * g, mu, radius)
                 info = {"residual": residual, "grad_norm": g.reshape(len(g), -1).norm(dim=1)}
         x = x.detach()
-        check_state(x, "dmap", i, t, options.step_size)
+        check_state(x, "dmap", i, t, options.step_size, unguided)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat, **info})
     return physics.image(x)

@@ -59,8 +59,9 @@ def solve_dps(
             x0_mu = x0_hat if denoiser.prior_step is denoiser else denoiser.prior_step.x0(x, t)
             mu, sigma = schedule.reverse_mean_std(x, x0_mu, t, t_prev, eta)
             zeta = options.zeta(t, t_prev)
-            x = mu + sigma * randn(x.shape, generator, x) - zeta * g
-        check_state(x, "dps", i, t, options.step_size)
+            unguided = mu + sigma * randn(x.shape, generator, x)
+            x = unguided - zeta * g
+        check_state(x, "dps", i, t, options.step_size, unguided)
         if callback is not None:
             callback(
                 {

@@ -74,6 +74,7 @@ def solve_dsg(
         with torch.no_grad():
             mu, sigma = schedule.reverse_mean_std(x, x0_hat, t, t_prev, eta)
             d = sigma * randn(x.shape, generator, x)
+            unguided = mu + d
         info = {}
         if guided:
             g, residual = measurement_grad(x, x0_hat, physics, y, clamp)
@@ -83,7 +84,7 @@ def solve_dsg(
             d = project_to_sphere(mu + d, mu, r) - mu
             info = {"residual": residual, "grad_norm": g.reshape(len(g), -1).norm(dim=1)}
         x = (mu + d).detach()
-        check_state(x, "dsg", i, t, options.guidance_rate)
+        check_state(x, "dsg", i, t, options.guidance_rate, unguided)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach(), **info})
     return physics.image(x)

@@ -94,8 +94,10 @@ def solve_pigdm(
             w = options.weight * (1.0 if options.weighting == "score" else ab)
             x0_g = x0_hat + w * (1 - ab) / ab**0.5 * g
             mu, sigma = schedule.reverse_mean_std(x, x0_g, t, t_prev, options.eta)
-            x = mu + sigma * randn(x.shape, generator, x)
-        check_state(x, "pigdm", i, t, options.weight)
+            z = randn(x.shape, generator, x)
+            unguided = schedule.reverse_mean_std(x, x0_hat, t, t_prev, options.eta)[0] + sigma * z
+            x = mu + sigma * z
+        check_state(x, "pigdm", i, t, options.weight, unguided)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat.detach()})
     return physics.image(x.detach())

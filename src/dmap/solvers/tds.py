@@ -105,6 +105,7 @@ def solve_tds(
         shift = shift * (cap / per_sample_norm(shift).reshape(-1).clamp_min(1e-30)).clamp_max(1.0).reshape(-1, *[1] * (x.dim() - 1))
         z = randn((B, P, *denoiser.shape), generator, y).reshape(x.shape)
         x = mu + shift + sigma * z
+        unguided = mu + sigma * z
         # log N(x; mu, s^2) - log N(x; mu + shift, s^2) = (|sigma z|^2 - |shift + sigma z|^2) / (2 s^2)
         ratio = ((sigma * z).pow(2) - (shift + sigma * z).pow(2)).reshape(len(x), -1).sum(1) / (
             2 * sigma.reshape(-1) ** 2
@@ -116,7 +117,7 @@ def solve_tds(
             new_twist = -(ys - physics.measure(x, clamp=False)).reshape(len(x), -1).pow(2).sum(1).detach() / (2 * var)
         log_w = log_w + (ratio + new_twist - log_twist).reshape(B, P)
         log_twist = new_twist
-        check_state(x, "tds", i, t, float(P))
+        check_state(x, "tds", i, t, float(P), unguided)
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat, "ess": 1 / torch.softmax(log_w, 1).pow(2).sum(1)})
     pick = draw_per_measurement(log_w, generator, 1).reshape(-1)
