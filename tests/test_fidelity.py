@@ -103,6 +103,7 @@ def test_the_fidelity_command_writes_json_rows_and_resumes(tmp_path, capsys, mon
         (["--task", "phase-retrieval"], "needs a linear task"),
         (["--methods", "nope"], "unknown method"),
         (["--sigma-y", "0"], "--sigma-y"),
+        (["--samples", "1"], "--samples must be >= 2"),
     ],
 )
 def test_the_fidelity_command_refuses_what_has_no_exact_posterior(change, message, tmp_path, capsys):

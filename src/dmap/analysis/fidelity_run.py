@@ -57,6 +57,12 @@ class FidelityConfig(Config):
     sigma_y: float = 0.05
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.samples < 2 or self.measurements < 1:
+            raise FidelityError(
+                f"--samples must be >= 2 (spreads need two) and --measurements >= 1, got {self.samples}, {self.measurements}"
+            )
+
 
 class Problem:
     """The measurements of a run and their exact posteriors (mixture, samples)."""

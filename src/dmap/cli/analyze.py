@@ -126,7 +126,10 @@ def cmd_fidelity(args) -> int:
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
         check_names(method=m)
-    config = FidelityConfig(args.prior, args.task, args.samples, args.measurements, args.sigma_y, args.seed)
+    try:
+        config = FidelityConfig(args.prior, args.task, args.samples, args.measurements, args.sigma_y, args.seed)
+    except FidelityError as e:
+        raise UsageError(str(e)) from None
     prior = load_prior_or_usage(args.prior)
     out = OutputFolder.prepare(args.out)
     bar = progress_bar(1, "fidelity")
