@@ -91,6 +91,12 @@ def residual_rms(operator: Operator, y: Tensor, x0: Tensor) -> Tensor:
     return r.norm(dim=1) / r.shape[1] ** 0.5
 
 
+def effective_size(log_w: Tensor) -> Tensor:
+    """The effective sample size ``1 / sum_k w_k^2`` of each measurement's normalized weights
+    ``[B]`` (``log_w [B, P]``)."""
+    return 1 / torch.softmax(log_w, dim=1).pow(2).sum(1)
+
+
 def draw_per_measurement(log_w: Tensor, generator, k: int) -> Tensor:
     """``k`` particle indices per measurement ``[B, k]`` drawn by the weights ``log_w [B, P]``
     (multinomial, with replacement), measurement ``b`` with its own generator: what the

@@ -86,9 +86,9 @@ def solve_mcgdiff(
         rho = (ab[j] / ab[tau]).clamp_max(1.0)
         return (j <= tau).double()[:, None], (rho.sqrt() * y_hat)[:, None], (1 - (1 - kappa) * rho)[:, None]
 
-    c = physics.VT(randn((B, P, *denoiser.shape), generator, y).reshape(B * P, *denoiser.shape)).double()
+    x = randn((B, P, *denoiser.shape), generator, y).reshape(B * P, *denoiser.shape)
+    c = physics.VT(x).double()
     for i, (t, t_prev) in enumerate(pairs):
-        x = physics.V(c.to(y.dtype))
         with torch.no_grad():
             mu, sigma = schedule.reverse_mean_std(x, denoiser.x0(x, t), t, t_prev, options.eta)
         cm, var = physics.VT(mu).double().reshape(B, P, -1), float(sigma.reshape(-1)[0]) ** 2
@@ -103,9 +103,10 @@ def solve_mcgdiff(
         pinned = gain * obs_next + (1 - gain) * cm[..., :m] + (v_next * gain).sqrt() * z[..., :m]
         c[..., :m] = torch.where(on_next.bool(), pinned, c[..., :m])
         c = c.reshape(B * P, -1)
-        check_state(physics.V(c.to(y.dtype)), "mcgdiff", i, t, float(P))
+        x = physics.V(c.to(y.dtype))  # (the image of the new particles: checked, reported and denoised next)
+        check_state(x, "mcgdiff", i, t, float(P))
         if callback is not None:
-            callback({"step": i, "t": t, "x": physics.V(c.to(y.dtype))})
+            callback({"step": i, "t": t, "x": x})
     on, obs, v = held(len(pairs))
     pick = draw_per_measurement(-_log_normal(c.reshape(B, P, -1)[..., :m], obs, v, on), generator, 1).reshape(-1)
     return physics.image(physics.V(c.reshape(B, P, -1)[torch.arange(B), pick.to(c.device)].to(y.dtype)))

@@ -31,7 +31,7 @@ from dmap.priors.base import Prior
 from dmap.rng import Generators, randn
 from dmap.schedule import step_pairs
 from dmap.solvers.base import Method, ParticleOptions, register
-from dmap.solvers.common import Callback, check_state, draw_per_measurement, per_sample_norm
+from dmap.solvers.common import Callback, check_state, draw_per_measurement, effective_size, per_sample_norm
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def _resample(log_w: Tensor, generator: Generators, ess: float) -> tuple[Tensor,
     ``ess P`` draw their particles again by the weights (their weights reset), the others
     keep theirs.  Returns indices into the flat particles and the new log-weights."""
     B, P = log_w.shape
-    low = [b for b in range(B) if 1 / float(torch.softmax(log_w[b], 0).pow(2).sum()) < ess * P]
+    low = (effective_size(log_w) < ess * P).nonzero().flatten().tolist()
     idx, log_w = torch.arange(P).repeat(B, 1), log_w.clone()
     if low:
         gens = generator if isinstance(generator, list | tuple) else [generator] * B
@@ -119,7 +119,7 @@ def solve_tds(
         log_twist = new_twist
         check_state(x, "tds", i, t, float(P), unguided)
         if callback is not None:
-            callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat, "ess": 1 / torch.softmax(log_w, 1).pow(2).sum(1)})
+            callback({"step": i, "t": t, "x": x, "x0_hat": x0_hat, "ess": effective_size(log_w)})
     pick = draw_per_measurement(log_w, generator, 1).reshape(-1)
     return physics.image(x.reshape(B, P, *denoiser.shape)[torch.arange(B), pick.to(x.device)])
 
