@@ -12,10 +12,11 @@ append-only result store), :mod:`~dmap.bench.runner` (solving the batches),
 from dmap.bench.distributed import run_bench
 from dmap.bench.report import cells, markdown, mean_se, write_report
 from dmap.bench.runner import Bench, Unit, pending, run_unit, units
-from dmap.bench.specs import PROTOCOLS, BenchConfig, BenchError, parse_method, split_specs
+from dmap.bench.specs import METRICS, PROTOCOLS, BenchConfig, BenchError, parse_method, split_specs
 from dmap.bench.store import merge_store, read_store
 
 __all__ = [
+    "METRICS",
     "PROTOCOLS",
     "Bench",
     "BenchConfig",

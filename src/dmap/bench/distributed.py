@@ -59,6 +59,9 @@ def _work(config: BenchConfig, out: Path, rank: int, world: int, device: str | N
         return None
     rows = merge_store(out)
     summary = cells(rows, config, bench.manifest)
+    if bench.perceptual:
+        for c in summary:
+            c.update(bench.perceptual.set_scores(out, bench.x, c["task"], c["method"], c["nfe_budget"]))
     write_report(bench, rows, summary)
     wall = time.perf_counter() - start
     with (out / "runs.jsonl").open("a") as f:

@@ -25,7 +25,13 @@ SUMMARY_FIELDS = [
     "ssim_mean",
     "seconds_per_image",
     "peak_mem_mb",
+    "lpips_alex_mean",
+    "lpips_vgg_mean",
+    "fid",
+    "kid",
+    "set_images",
 ]
+LPIPS_KEYS = ("lpips_alex", "lpips_vgg")
 
 
 def mean_se(values) -> tuple[float, float]:
@@ -65,6 +71,7 @@ def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
                         "peak_mem_mb": float(max(r["peak_mem_mb"] for r in ok)) if ok else math.nan,
                         "psnr_per_image": [r["psnr"] for r in sorted(sel, key=lambda r: r["index"])],
                         **_of_mean(sel),
+                        **_lpips(sel),
                     }
                 )
     return result
@@ -78,17 +85,40 @@ def _of_mean(rows: list[dict]) -> dict:
     return {"psnr_of_mean_mean": m, "psnr_of_mean_se": se}
 
 
+def _lpips(rows: list[dict]) -> dict:
+    """With ``--metric-weights``: each LPIPS's mean and SE (NaN where an image diverged)."""
+    out = {}
+    for key in LPIPS_KEYS:
+        if key in rows[0] or any(key in r for r in rows):
+            out[f"{key}_mean"], out[f"{key}_se"] = mean_se([r.get(key, math.nan) for r in rows])
+    return out
+
+
 def _num(v: float, fmt: str) -> str:
     return format(v, fmt) if math.isfinite(v) else "-"
+
+
+PERCEPTUAL = {"lpips_alex": "LPIPS-alex", "lpips_vgg": "LPIPS-vgg", "fid": "FID", "kid": "KID"}
+
+
+def _perceptual(cell: dict, key: str) -> str:
+    """LPIPS mean +- SE, or FID / KID of the cell's set (``-`` where absent)."""
+    if f"{key}_mean" in cell:
+        return f"{_num(cell[f'{key}_mean'], '.4f')} ± {cell[f'{key}_se']:.4f}"
+    return _num(cell.get(key, math.nan), ".4g")
 
 
 def markdown(summary: list[dict], baseline: str | None = None) -> str:
     """PSNR mean +- standard error, the paired difference to ``baseline`` (default: the
     first method) on the same images, SSIM, seconds per image and peak memory."""
     baseline = baseline or (summary[0]["method"] if summary else None)
+    extra = [(k, name) for k, name in PERCEPTUAL.items() if any(k in c or f"{k}_mean" in c for c in summary)]
     head = (
-        f"| task | method | steps | NFE | PSNR (dB) | Δ vs {baseline} (paired, dB) | SSIM | s / image | peak MB |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        f"| task | method | steps | NFE | PSNR (dB) | Δ vs {baseline} (paired, dB) | SSIM |"
+        + "".join(f" {name} |" for _, name in extra)
+        + " s / image | peak MB |\n"
+        + "|---" * (9 + len(extra))
+        + "|\n"
     )
     lines = []
     for c in summary:
@@ -109,7 +139,9 @@ def markdown(summary: list[dict], baseline: str | None = None) -> str:
             score = f"diverged on {c['diverged']}/{c['n_images']}"
         lines.append(
             f"| {c['task']} | {c['method']} | {c['steps']} | {c['nfe']} | {score} | "
-            f"{delta} | {c['ssim_mean']:.3f} | {_num(sec, '.3f')} | {_num(mem, '.0f')} |"
+            f"{delta} | {c['ssim_mean']:.3f} |"
+            + "".join(f" {_perceptual(c, k)} |" for k, _ in extra)
+            + f" {_num(sec, '.3f')} | {_num(mem, '.0f')} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -122,7 +154,10 @@ def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(
         f"prior {config.prior}, {config.images} {config.split} digits, sigma_y = {config.sigma_y}, "
-        f"protocol {config.protocol}, seed {config.seed} (manifest.json has every setting)\n\n" + markdown(summary)
+        f"protocol {config.protocol}, seed {config.seed} (manifest.json has every setting)"
+        + ("; FID and KID: each cell's restorations against their truths" if "fid" in config.metrics else "")
+        + "\n\n"
+        + markdown(summary)
     )
     with (out / "summary.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")

@@ -24,6 +24,7 @@ import torch
 
 import dmap
 from dmap.api import run_method, unsuited
+from dmap.bench.quality import Perceptual
 from dmap.bench.specs import BenchConfig, BenchError, parse_method
 from dmap.bench.store import MANIFEST, append_rows, outputs_path, read_store, row_key, save_outputs, write_store
 from dmap.data import folder_spread, load_kernel, load_mask, mnist_spread
@@ -86,6 +87,11 @@ class Bench:
             raise BenchError(f"--presets {self.config.presets}: {e}") from None
 
     @cached_property
+    def perceptual(self) -> Perceptual | None:
+        """LPIPS / FID / KID networks of ``config.metrics`` (their files checked when first asked for)."""
+        return Perceptual.of(self.config.metric_weights, self.config.metrics)
+
+    @cached_property
     def prior(self):
         try:
             return dmap.load_prior(self.config.prior, device=self.device, dtype=self.config.dtype)
@@ -138,6 +144,7 @@ class Bench:
             "sigma_y": c.sigma_y,
             "prior": {"name": self.prior.name, "fingerprint": self.prior.fingerprint()},
             "cells": [self._cell(t, m, n) for t in c.tasks for m in c.methods for n in c.nfe],
+            **({"metrics": self.perceptual.manifest()} if self.perceptual else {}),
             "versions": {"dmap": dmap.__version__, "torch": torch.__version__, "python": platform.python_version()},
         }
 
@@ -256,6 +263,7 @@ class Bench:
         r = residual_rms(task.operator, y[unit.index], first)
         mean = out.reshape(len(x), n, *out.shape[1:]).mean(1)
         p_mean = psnr(mean, x) if n > 1 else None
+        scores = {k: v.reshape(-1, n).mean(1) for k, v in (self.perceptual.per_image(out, xs) if self.perceptual else {}).items()}
         mem = self.peak_mem_mb()
         return [
             {
@@ -272,6 +280,7 @@ class Bench:
                 "peak_mem_mb": mem,
                 "output_sha": short_sha256(out[k * n : (k + 1) * n]),
                 **({"psnr_of_mean": float(p_mean[k])} if n > 1 else {}),
+                **{name: float(v[k]) for name, v in scores.items()},
             }
             for k, i in enumerate(unit.index)
         ]
@@ -322,8 +331,11 @@ def run_unit(bench: Bench, unit: Unit, done: set, rank: int = 0, keep: bool = Tr
         rows = [bench.diverged_row(unit, str(e))]
         seconds = 0.0
     else:
-        if unit.batch == 0 and keep:  # (each image's first sample)
-            save_outputs(outputs_path(bench.out, unit.task, unit.method, unit.nfe), out[:: bench.config.samples].numpy())
+        first = out[:: bench.config.samples]  # (each image's first sample)
+        if unit.batch == 0 and keep:
+            save_outputs(outputs_path(bench.out, unit.task, unit.method, unit.nfe), first.numpy())
+        if bench.perceptual:
+            bench.perceptual.keep_features(bench.out, unit.task, unit.method, unit.nfe, unit.index, first)
         rows = bench.rows(unit, out, seconds)
     append_rows(bench.out / f"results-r{rank}.jsonl", [r for r in rows if row_key(r) not in done])
     return seconds

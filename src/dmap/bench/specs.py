@@ -50,6 +50,9 @@ def parse_method(spec: str) -> tuple[str, dict, str | None]:
     return name, options, cse
 
 
+METRICS = ("lpips-alex", "lpips-vgg", "fid")  # fid: FID and KID
+
+
 @dataclass(frozen=True)
 class BenchConfig(Config):
     """What to run.  ``methods`` are specs (:func:`parse_method`); ``nfe`` the budgets:
@@ -60,7 +63,9 @@ class BenchConfig(Config):
     ``threads`` the torch threads of every worker (results depend on it, bit for bit);
     ``data`` a folder of images to use instead of the bundled digits (``split`` then
     does not apply); ``dtype`` the precision of the network; ``kernel`` / ``mask`` files
-    replacing the blur kernel / inpainting mask of the tasks that take one."""
+    replacing the blur kernel / inpainting mask of the tasks that take one; ``metrics`` the
+    perceptual scores to add (:data:`METRICS`) with their weights from the folder
+    ``metric_weights`` (default ``$DMAP_METRIC_WEIGHTS``)."""
 
     prior: str
     tasks: tuple[str, ...]
@@ -79,6 +84,8 @@ class BenchConfig(Config):
     mask: str | None = None
     protocol: str = "equal-nfe"
     samples: int = 1
+    metric_weights: str | None = None
+    metrics: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -92,6 +99,9 @@ class BenchConfig(Config):
                 raise BenchError(f"unknown task {name!r}; choose from {', '.join(TASKS)}")
         for spec in self.methods:
             parse_method(spec)
+        for m in self.metrics:
+            if m not in METRICS:
+                raise BenchError(f"unknown metric {m!r}; choose from {', '.join(METRICS)}")
         for what, path in (("kernel", self.kernel), ("mask", self.mask)):
             if path and not any(TASKS[t].takes == what for t in self.tasks):
                 raise BenchError(f"--{what} {path}: none of the tasks takes a {what}")

@@ -79,3 +79,10 @@ def save_outputs(path: Path, x: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, tmp.open("wb") as f:
         np.save(f, x.astype(np.float32))
+
+
+def save_arrays(path: Path, **arrays: np.ndarray) -> None:
+    """``np.savez`` to ``path``, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, **arrays)

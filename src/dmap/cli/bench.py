@@ -8,17 +8,19 @@ import sys
 from pathlib import Path
 
 import dmap
-from dmap.bench import PROTOCOLS
+from dmap.bench import METRICS, PROTOCOLS
 from dmap.catalogue import PRIORS
 from dmap.cli.common import (
     OutputFolder,
     UsageError,
     add_device,
+    add_metric_options,
     add_prior,
     add_threads,
     budget_list,
     check_names,
     check_suited,
+    chosen_metrics,
     device_name,
     load_cse_or_usage,
     load_prior_or_usage,
@@ -74,6 +76,7 @@ def _bench_parser(sub) -> None:
     )
     b.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
     _add_bench_inputs(b)
+    add_metric_options(b, METRICS, ("lpips-alex", "fid"))
     b.add_argument("--workers", type=positive_int, default=1, help="processes sharing the work (1)")
     add_threads(b)
     b.add_argument("--device", type=device_name, help="cpu or cuda (default: cuda when available)")
@@ -169,6 +172,8 @@ def cmd_bench(args) -> int:
             mask=args.mask,
             protocol=args.protocol,
             samples=args.samples,
+            metric_weights=args.metric_weights,
+            metrics=chosen_metrics(args),
         )
         out = OutputFolder.prepare(args.out)
         summary = run_bench(config, out, workers=args.workers, device=args.device, refresh=args.refresh)

@@ -293,3 +293,34 @@ def fit_image(x: torch.Tensor, shape: tuple[int, ...], resize: bool, path: Path,
         file=sys.stderr,
     )
     return x
+
+
+def add_metric_options(parser: argparse.ArgumentParser, choices: tuple[str, ...], default: tuple[str, ...]) -> None:
+    """``--metric-weights DIR`` and ``--metrics LIST``: perceptual scores from local weight files."""
+    parser.add_argument(
+        "--metric-weights",
+        metavar="DIR",
+        help="folder of the weight files of LPIPS / FID (torchvision's, lpips's and pytorch-fid's files under their "
+        "published names; docs/metrics.md); turns on --metrics " + ",".join(default) + "; nothing is downloaded",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=lambda text: _metric_list(text, choices),
+        help=f"perceptual scores, comma-separated from: {', '.join(choices)}"
+        + (" (fid: FID and KID)" if "fid" in choices else "")
+        + "; the weights from --metric-weights or $DMAP_METRIC_WEIGHTS",
+    )
+    parser.set_defaults(default_metrics=default)
+
+
+def _metric_list(text: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    values = tuple(v for v in text.split(",") if v)
+    bad = [v for v in values if v not in choices]
+    if bad or not values or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give metrics from {', '.join(choices)}, comma-separated, none twice")
+    return values
+
+
+def chosen_metrics(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--metrics``, else the defaults when ``--metric-weights`` is given, else none."""
+    return args.metrics or (args.default_metrics if args.metric_weights else ())

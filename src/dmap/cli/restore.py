@@ -17,10 +17,12 @@ from dmap.cli.common import (
     OutputFolder,
     UsageError,
     add_device,
+    add_metric_options,
     add_prior,
     add_threads,
     check_names,
     check_suited,
+    chosen_metrics,
     fit_image,
     load_cse_or_usage,
     load_prior_or_usage,
@@ -37,6 +39,7 @@ from dmap.operators import DEFAULT_SIGMA_Y
 from dmap.presets import PresetError, load_presets, resolve_options
 from dmap.rng import seeded
 from dmap.solvers import METHODS
+from dmap.utils import WeightsError
 
 
 def add_parsers(sub) -> None:
@@ -83,6 +86,7 @@ def _restore_parser(sub) -> None:
     add_device(r)
     r.add_argument("--out", required=True, help="output folder")
     r.add_argument("--json", action="store_true", help="print one JSON object per input")
+    add_metric_options(r, ("lpips-alex", "lpips-vgg"), ("lpips-alex",))
     r.set_defaults(func=cmd_restore)
 
 
@@ -209,7 +213,7 @@ def _solve_all(args, prior, task, y, options, keys, cse) -> tuple[list[tuple[int
     return items, results, seconds
 
 
-def _write(args, out, paths, truth, y, op, options, items, results, seconds) -> None:
+def _write(args, out, paths, truth, y, op, options, items, results, seconds, nets) -> None:
     from dmap.figures import grid
 
     for i, path in enumerate(paths):
@@ -250,12 +254,7 @@ def _write(args, out, paths, truth, y, op, options, items, results, seconds) -> 
             "outputs": [str(n) for n in names],
         }
         if truth is not None:
-            ref = truth[i : i + 1].expand_as(restored)
-            rec["psnr_samples"] = [round(float(v), 4) for v in psnr(restored, ref)]
-            rec["psnr"] = round(float(psnr(restored, ref).mean()), 4)
-            rec["ssim"] = round(float(ssim(restored, ref).mean()), 4)
-            if summary:
-                rec["psnr_of_mean"] = round(float(psnr(summary["mean"][None], truth[i : i + 1])), 4)
+            rec.update(_scores(restored, truth[i], summary, nets))
         if summary:
             rec["summary"] = str(out / f"{path.stem}_summary.npz")
         print(json.dumps(rec) if args.json else _summary_line(rec, args.samples), flush=True)
@@ -277,6 +276,34 @@ def _write_summary(out, path, samples: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"mean": s["mean"], "std": std_view}
 
 
+def _metric_nets(args) -> dict:
+    """The LPIPS networks of ``--metrics`` / ``--metric-weights``, their files checked before any solving."""
+    from dmap.metrics.perceptual import lpips_net, weights_dir
+
+    metrics = chosen_metrics(args)
+    if metrics and args.observed:
+        raise UsageError("--metrics need the truth: not with --observed")
+    try:
+        return {m.replace("-", "_"): lpips_net(weights_dir(args.metric_weights), m.split("-")[1]) for m in metrics}
+    except WeightsError as e:
+        raise UsageError(str(e)) from None
+
+
+def _scores(restored: torch.Tensor, truth: torch.Tensor, summary: dict, nets: dict) -> dict:
+    """PSNR (each sample and their mean), SSIM, and the LPIPS of ``nets``, against ``truth``."""
+    ref = truth[None].expand_as(restored)
+    rec = {
+        "psnr_samples": [round(float(v), 4) for v in psnr(restored, ref)],
+        "psnr": round(float(psnr(restored, ref).mean()), 4),
+        "ssim": round(float(ssim(restored, ref).mean()), 4),
+    }
+    with torch.no_grad():
+        rec.update({name: round(float(net(restored, ref).mean()), 4) for name, net in nets.items()})
+    if summary:
+        rec["psnr_of_mean"] = round(float(psnr(summary["mean"][None], truth[None])), 4)
+    return rec
+
+
 def _summary_line(rec: dict, samples: int) -> str:
     """One line per input: what was written and the headline number."""
     score = (
@@ -285,12 +312,14 @@ def _summary_line(rec: dict, samples: int) -> str:
     wrote = rec["output"] if samples == 1 else f"{samples} restorations ({rec['output']}, ...), their mean, std and 90 % interval"
     if rec.get("psnr_of_mean") is not None:
         score += f"; PSNR of their mean {rec['psnr_of_mean']:.2f} dB"
+    score += "".join(f", LPIPS-{k[6:]} {rec[k]:.4f}" for k in ("lpips_alex", "lpips_vgg") if k in rec)
     return f"{rec['input']}: {score}{', ' * bool(score)}{rec['seconds']:.1f} s; wrote {wrote}"
 
 
 def cmd_restore(args) -> int:
     check_names(args.prior, args.task, args.method)
     options = _options(args)
+    nets = _metric_nets(args)
     out = OutputFolder.prepare(args.out)
     prior = load_prior_or_usage(args.prior, args)
     task = task_from_args(args, prior.image_shape)
@@ -301,7 +330,7 @@ def cmd_restore(args) -> int:
     truth = None if args.observed else batch
     y = batch if args.observed else task.simulate(batch, generator=[seeded(args.seed, 1, k) for k in keys])
     items, results, seconds = _solve_all(args, prior, task, y, options, keys, cse)
-    _write(args, out, paths, truth, y, task.operator, options, items, results, seconds)
+    _write(args, out, paths, truth, y, task.operator, options, items, results, seconds, nets)
     return 0
 
 
