@@ -5,8 +5,10 @@ import math
 import pytest
 import torch
 
+import dmap
 from dmap.operators import TASKS, SVDOperator, make_task
 from dmap.operators.blur import motion_kernel
+from dmap.rng import seeded
 
 SHAPES = [(1, 32, 32), (3, 64, 48)]
 
@@ -163,3 +165,23 @@ def test_bad_settings(name, shape, message):
 def test_negative_sigma_is_refused():
     with pytest.raises(ValueError, match="sigma_y"):
         build("sr4", (1, 32, 32), sigma_y=-0.1)
+
+
+def test_the_five_paper_tasks_at_512_px_are_pinned():
+    """docs/reproduce.md's table: box 256 x 256 (25 % missing), 70 % random pixels missing,
+    the anisotropic kernel's spread (37.8 px wide, 1.26 px high), 4x pooling, half the
+    coefficients for cs2."""
+    shape = (3, 512, 512)
+    box = dmap.make_task("inpaint-box", shape, generator=seeded(0)).operator
+    assert float(box.mask.float().mean()) == 0.75
+    rows, cols = torch.nonzero(box.mask == 0, as_tuple=True)
+    assert (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1) == (256, 256)
+    assert abs(float(dmap.make_task("inpaint-random", shape, generator=seeded(0)).operator.mask.float().mean()) - 0.3) < 1e-3
+    k = dmap.make_task("deblur-aniso", shape).operator.kernel.double()
+    k = k / k.sum()
+    r, c = torch.arange(k.shape[0], dtype=torch.float64), torch.arange(k.shape[1], dtype=torch.float64)
+    spread = lambda w, pos: float(((w * (pos - (w * pos).sum()) ** 2).sum()).sqrt())  # noqa: E731
+    assert spread(k.sum(1), r) == pytest.approx(0.5 * 2 ** (4 / 3), rel=0.02)
+    assert spread(k.sum(0), c) == pytest.approx(3.0 * (20 / 3) ** (4 / 3), rel=0.02)
+    assert dmap.make_task("sr4", shape).operator.y_shape == (3, 128, 128)
+    assert dmap.make_task("cs2", shape, generator=seeded(0)).operator.y_shape == (3 * 512 * 512 // 2,)

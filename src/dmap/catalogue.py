@@ -191,12 +191,13 @@ def train_images(n: int) -> Tensor:
 
 def tuning_problem(prior: Prior, task_name: str, n: int, sigma_y: float | None = None, data: str | None = None):
     """``(task, x, y)``: the task (operator from ``TASK_SEED``), ``n`` tuning digits
-    (:func:`train_images`) or images of the folder ``data``, and their measurements."""
-    from dmap.data import folder_spread
+    (:func:`train_images`) or the first ``n`` images of ``data`` (:func:`dmap.imageset.image_set`),
+    and their measurements."""
+    from dmap.imageset import image_set
     from dmap.operators import make_task
     from dmap.rng import sample_generators, seeded
 
-    x = folder_spread(data, n)[0] if data else train_images(n)
+    x = image_set(data, n, prior.image_shape).x if data else train_images(n)
     if tuple(x.shape[1:]) != tuple(prior.image_shape):
         raise ValueError(
             f"the tuning images are {tuple(x.shape[1:])}, prior {prior.name} expects {prior.image_shape}"

@@ -54,21 +54,6 @@ def mnist_spread(n: int, split: str = "test") -> tuple[Tensor, Tensor]:
     return x[ids], ids
 
 
-def folder_spread(folder: str | Path, n: int) -> tuple[Tensor, Tensor, list[str]]:
-    """``n`` images of a folder (sorted by name) evenly spaced over it, their indices and
-    file names: the evaluation set of a benchmark or a tuning run on your own images.
-    Raises ``ValueError`` if they differ in shape or the folder holds fewer than ``n``."""
-    paths = list_images([folder])
-    if n > len(paths):
-        raise ValueError(f"{folder}: holds {len(paths)} images, {n} asked for")
-    ids = torch.linspace(0, len(paths) - 1, n).round().long()
-    images = [load_image(paths[i]) for i in ids.tolist()]
-    shapes = {tuple(x.shape) for x in images}
-    if len(shapes) != 1:
-        raise ValueError(f"{folder}: images differ in shape ({', '.join(map(str, sorted(shapes)))})")
-    return torch.stack(images), ids, [paths[i].name for i in ids.tolist()]
-
-
 def to_unit(x: Tensor) -> Tensor:
     """[-1, 1] -> [0, 1]."""
     return (x + 1) / 2

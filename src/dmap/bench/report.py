@@ -153,7 +153,7 @@ def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
     out, config = bench.out, bench.config
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(
-        f"prior {config.prior}, {config.images} {config.split} digits, sigma_y = {config.sigma_y}, "
+        f"prior {config.prior}, {_images(config)}, sigma_y = {config.sigma_y}, "
         f"protocol {config.protocol}, seed {config.seed} (manifest.json has every setting)"
         + ("; FID and KID: each cell's restorations against their truths" if "fid" in config.metrics else "")
         + "\n\n"
@@ -167,6 +167,10 @@ def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
     return written + _plots(out, config, summary) + _grids(bench, out, config)
 
 
+def _images(config) -> str:
+    return f"the first {config.images} images of {config.data}" if config.data else f"{config.images} {config.split} digits"
+
+
 def _plots(out: Path, config, summary: list[dict]) -> list[Path]:
     """psnr.png (bars at the largest budget) and psnr_vs_nfe_<task>.png (several budgets)."""
     from dmap.figures import bar_chart, line_plot
@@ -174,7 +178,7 @@ def _plots(out: Path, config, summary: list[dict]) -> list[Path]:
     top = max(config.nfe)
     groups = {t: {c["method"]: c["psnr_mean"] for c in summary if c["task"] == t and c["nfe_budget"] == top} for t in config.tasks}
     unit = "network evaluations per image" if config.protocol == "equal-nfe" else "steps"
-    title = f"PSNR at {top} {unit}, prior {config.prior}, {config.images} {config.split} digits"
+    title = f"PSNR at {top} {unit}, prior {config.prior}, {_images(config)}"
     bar_chart(groups, out / "psnr.png", title=title, ylabel="PSNR (dB)")
     written = [out / "psnr.png"]
     if len(config.nfe) > 1:

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import platform
 import resource
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,7 +28,8 @@ from dmap.api import run_method, unsuited
 from dmap.bench.quality import Perceptual
 from dmap.bench.specs import BenchConfig, BenchError, parse_method
 from dmap.bench.store import MANIFEST, append_rows, outputs_path, read_store, row_key, save_outputs, write_store
-from dmap.data import folder_spread, load_kernel, load_mask, mnist_spread
+from dmap.data import load_kernel, load_mask, mnist_spread
+from dmap.imageset import ImageSet, image_set
 from dmap.metrics import psnr, ssim
 from dmap.operators.tasks import Task
 from dmap.presets import load_presets, resolve_options
@@ -36,6 +38,13 @@ from dmap.rng import seeded
 from dmap.solvers import Options
 from dmap.solvers.common import SolveError, residual_rms
 from dmap.utils import short_sha256, write_json_atomic
+
+
+def cse_path(spec: str, task: str) -> str | None:
+    """The adapter path of a method spec (``cse=PATH``) for ``task``: ``{task}`` in it is
+    replaced by the task's name, so one spec serves a grid of tasks."""
+    path = parse_method(spec)[2]
+    return path.replace("{task}", task) if path else None
 
 
 @dataclass
@@ -65,14 +74,37 @@ class Bench:
         self.device = torch.device(device)
         self._tasks: dict[str, tuple[Task, torch.Tensor]] = {}
         self._cse: dict[tuple, object] = {}
+
+    @cached_property
+    def images(self) -> ImageSet | None:
+        """The images of ``--data`` fitted to the prior (None for the bundled digits)."""
+        c = self.config
+        if not c.data:
+            return None
         try:
-            if config.data:
-                self.x, ids, self.names = folder_spread(config.data, config.images)
-            else:
-                (self.x, ids), self.names = mnist_spread(config.images, config.split), None
+            found = image_set(c.data, c.images, self.prior.image_shape, c.resolution)
         except (ValueError, FileNotFoundError) as e:
-            raise BenchError(f"--data {config.data}: {e}" if config.data else f"--images {config.images}: {e}") from None
-        self.ids = ids.tolist()
+            raise BenchError(f"--data {c.data}: {e}") from None
+        for note in found.notes:
+            print(f"dmap: note: {note}", file=sys.stderr)
+        return found
+
+    @cached_property
+    def x(self) -> torch.Tensor:
+        """The ground-truth images ``[N, C, H, W]`` in [-1, 1]."""
+        return self.images.x if self.images else self._digits[0]
+
+    @cached_property
+    def ids(self) -> list[int]:
+        """Each image's id: its seed (the digit's index in the split, or the position in ``--data``)."""
+        return (self.images.ids if self.images else self._digits[1]).tolist()
+
+    @cached_property
+    def _digits(self):
+        try:
+            return mnist_spread(self.config.images, self.config.split)
+        except ValueError as e:
+            raise BenchError(f"--images {self.config.images}: {e}") from None
 
     @classmethod
     def open(cls, out: str | Path, device: str = "cpu") -> Bench:
@@ -112,7 +144,7 @@ class Bench:
             raise BenchError(f"{spec}: {e}") from None
 
     def _cell(self, task: str, spec: str, nfe: int) -> dict:
-        name, _, cse_path = parse_method(spec)
+        name, _, _ = parse_method(spec)
         method = dmap.METHODS[name]
         opts = self.options(task, spec, nfe)
         reason = unsuited(name, self.task(task)[0], opts, self.prior)
@@ -122,7 +154,7 @@ class Bench:
         if method.uses_cse:
             cse = self.cse(task, spec)
             cell["cse"] = {
-                "path": cse_path or "shipped",
+                "path": cse_path(spec, task) or "shipped",
                 "images": cse.meta.images["n"],
                 "fingerprint": fingerprint(cse.adapter.state_dict()),
             }
@@ -139,7 +171,7 @@ class Bench:
         return {
             "config": c.to_dict(),
             "image_ids": self.ids,
-            "image_files": self.names,
+            "image_files": self.images.manifest() if self.images else None,
             "seeds": {"task": [c.seed], "noise": [c.seed + 1, "image id"], "sampler": [c.seed + 2, "image id"]},
             "sigma_y": c.sigma_y,
             "prior": {"name": self.prior.name, "fingerprint": self.prior.fingerprint()},
@@ -210,7 +242,7 @@ class Bench:
     def cse(self, task: str, spec: str):
         from dmap.catalogue import get_cse
 
-        _, _, path = parse_method(spec)
+        path = cse_path(spec, task)
         key = (task, path)
         if key not in self._cse:
             try:

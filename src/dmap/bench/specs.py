@@ -61,8 +61,9 @@ class BenchConfig(Config):
     same for every method (the evaluations they cost are recorded per cell; DMAP's K is
     the paper's 3 unless a spec sets it);
     ``threads`` the torch threads of every worker (results depend on it, bit for bit);
-    ``data`` a folder of images to use instead of the bundled digits (``split`` then
-    does not apply); ``dtype`` the precision of the network; ``kernel`` / ``mask`` files
+    ``data`` images to use instead of the bundled digits: a folder, a text file listing
+    paths, or ``photos`` (:mod:`dmap.imageset`; ``split`` then does not apply) fitted
+    to ``resolution`` (default: the prior's size); ``dtype`` the precision of the network; ``kernel`` / ``mask`` files
     replacing the blur kernel / inpainting mask of the tasks that take one; ``metrics`` the
     perceptual scores to add (:data:`METRICS`) with their weights from the folder
     ``metric_weights`` (default ``$DMAP_METRIC_WEIGHTS``)."""
@@ -84,6 +85,7 @@ class BenchConfig(Config):
     mask: str | None = None
     protocol: str = "equal-nfe"
     samples: int = 1
+    resolution: int | None = None
     metric_weights: str | None = None
     metrics: tuple[str, ...] = ()
 

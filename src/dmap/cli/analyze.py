@@ -8,18 +8,20 @@ import sys
 
 import dmap
 from dmap.cli.common import (
+    DATA_HELP,
     OutputFolder,
     UsageError,
     add_prior,
     add_threads,
     budget_list,
     check_names,
+    image_set_or_usage,
     load_prior_or_usage,
     positive_float,
     positive_int,
     progress_bar,
 )
-from dmap.data import folder_spread, mnist_spread
+from dmap.data import mnist_spread
 from dmap.operators import DEFAULT_SIGMA_Y
 from dmap.rng import seeded
 from dmap.solvers import METHODS
@@ -45,7 +47,7 @@ def add_parsers(sub) -> None:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--out", required=True, help="output folder")
     a.add_argument("--json", action="store_true", help="print the JSON of every number")
-    a.add_argument("--data", metavar="FOLDER", help="images of this folder instead of the test digits")
+    a.add_argument("--data", metavar="SOURCE", help=DATA_HELP.replace("--images", "--pairs"))
     add_threads(a)
     a.set_defaults(func=cmd_analyze)
     _fidelity_parser(sub)
@@ -87,15 +89,7 @@ def cmd_analyze(args) -> int:
         raise UsageError(f"dmap analyze takes pixel priors; {args.prior} is a latent prior (its scores live on latents)")
     out = OutputFolder.prepare(args.out)
     task = dmap.make_task(args.task, prior.image_shape, generator=seeded(args.seed))
-    try:
-        x, ids = folder_spread(args.data, args.pairs)[:2] if args.data else mnist_spread(args.pairs)
-    except (ValueError, FileNotFoundError) as e:
-        raise UsageError(str(e)) from None
-    if tuple(x.shape[1:]) != tuple(prior.image_shape):
-        raise UsageError(
-            f"the images are {tuple(x.shape[1:])}, prior {args.prior} expects {prior.image_shape}; "
-            "give --data FOLDER with images of that shape"
-        )
+    x, ids = image_set_or_usage(args.data, args.pairs, prior.image_shape) if args.data else mnist_spread(args.pairs)
     y = task.simulate(x, generator=[seeded(args.seed, 1, int(i)) for i in ids])
     result, samples = analyze(
         prior,

@@ -11,6 +11,7 @@ import dmap
 from dmap.bench import METRICS, PROTOCOLS
 from dmap.catalogue import PRIORS
 from dmap.cli.common import (
+    DATA_HELP,
     OutputFolder,
     UsageError,
     add_device,
@@ -100,11 +101,12 @@ def _bench_parser(sub) -> None:
 def _add_bench_inputs(b) -> None:
     """What a benchmark reads besides its grid: a preset file, images, a kernel, a mask."""
     b.add_argument("--presets", metavar="FILE", help="a preset file from dmap tune, over the shipped presets")
+    b.add_argument("--data", metavar="SOURCE", help=DATA_HELP)
     b.add_argument(
-        "--data",
-        metavar="FOLDER",
-        help="images of this folder instead of the bundled digits "
-        "(--images of them, evenly spaced over the sorted names; they must fit the prior)",
+        "--resolution",
+        type=positive_int,
+        metavar="R",
+        help="with --data: centre-crop and resize the images to R x R (default: the prior's size)",
     )
     b.add_argument("--kernel", metavar="FILE", help="a measured blur kernel (.npy or image) for the deblur tasks")
     b.add_argument("--mask", metavar="FILE", help="an inpainting mask image (white = observed) for the inpaint tasks")
@@ -135,7 +137,7 @@ def _tune_parser(sub) -> None:
         "--around", metavar="PRIOR", help="a local search around this prior's presets (x1/3, x1, x3, widened at an edge; K kept)"
     )
     t.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one)")
-    t.add_argument("--data", metavar="FOLDER", help="tune on --images images of this folder (default: train digits)")
+    t.add_argument("--data", metavar="SOURCE", help=DATA_HELP.replace("bundled digits", "train digits"))
     add_threads(t)
     add_device(t)
     t.add_argument("--out", required=True, metavar="FILE", help="preset file to write (JSON)")
@@ -172,6 +174,7 @@ def cmd_bench(args) -> int:
             mask=args.mask,
             protocol=args.protocol,
             samples=args.samples,
+            resolution=args.resolution,
             metric_weights=args.metric_weights,
             metrics=chosen_metrics(args),
         )

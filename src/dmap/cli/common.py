@@ -324,3 +324,24 @@ def _metric_list(text: str, choices: tuple[str, ...]) -> tuple[str, ...]:
 def chosen_metrics(args: argparse.Namespace) -> tuple[str, ...]:
     """``--metrics``, else the defaults when ``--metric-weights`` is given, else none."""
     return args.metrics or (args.default_metrics if args.metric_weights else ())
+
+
+DATA_HELP = (
+    "images instead of the bundled digits: a FOLDER (sorted by name), a text file listing image paths, or "
+    "'photos' (the photographs of the scikit-image / scikit-learn wheels: pip install 'dmap[photos]'); the first "
+    "--images of them, fitted to the prior (its channels; centre crop and antialiased resize)"
+)
+
+
+def image_set_or_usage(source: str, n: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images of ``source`` fitted to ``shape`` and their ids; a notice per
+    conversion; :class:`UsageError` naming a missing, unreadable or duplicate file."""
+    from dmap.imageset import image_set
+
+    try:
+        found = image_set(source, n, shape)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(f"--data {source}: {e}") from None
+    for note in found.notes:
+        print(f"dmap: note: {note}", file=sys.stderr)
+    return found.x, found.ids

@@ -10,6 +10,7 @@ import torch
 
 import dmap
 from dmap.cli.common import (
+    DATA_HELP,
     OutputFolder,
     UsageError,
     add_device,
@@ -19,6 +20,7 @@ from dmap.cli.common import (
     device_name,
     file_name,
     finite,
+    image_set_or_usage,
     load_prior_or_usage,
     nonnegative,
     positive_int,
@@ -89,7 +91,7 @@ def _cse_parser(sub) -> None:
     add_prior(c)
     c.add_argument("--task", required=True, help="a linear task, e.g. sr4, inpaint-box (see dmap list)")
     c.add_argument("--images", type=int, default=100, help="training images (100, the paper's setting)")
-    c.add_argument("--data", metavar="FOLDER", help="train on --images images of this folder (default: train digits)")
+    c.add_argument("--data", metavar="SOURCE", help=DATA_HELP.replace("bundled digits", "train digits"))
     c.add_argument("--steps", type=int, default=1500, help="optimizer steps (1500)")
     c.add_argument("--batch-size", type=int, default=64, help="batch size (64)")
     c.add_argument("--lr", type=finite, default=2e-4, help="Adam learning rate (2e-4)")
@@ -251,7 +253,6 @@ def _run_training(train: Callable[..., Path], desc: str, *args, steps: int, tota
 def cmd_train_cse(args) -> int:
     from dmap.cse import check_adaptable
     from dmap.cse.controlnet import controllable
-    from dmap.data import folder_spread
     from dmap.train import train_cse
 
     check_names(args.prior, args.task)
@@ -273,12 +274,7 @@ def cmd_train_cse(args) -> int:
         raise UsageError(f"--out {out}: give a file path ending in .safetensors")
     if not dmap.make_task(args.task, prior.image_shape).operator.linear:
         raise UsageError(f"the conditional score estimator needs a linear task; {args.task} is not")
-    try:
-        data, ids = folder_spread(args.data, args.images)[:2] if args.data else mnist_spread(args.images, "train")
-    except (ValueError, FileNotFoundError) as e:
-        raise UsageError(str(e)) from None
-    if tuple(data.shape[1:]) != tuple(prior.image_shape):
-        raise UsageError(f"the images are {tuple(data.shape[1:])}, prior {args.prior} expects {prior.image_shape}")
+    data, ids = image_set_or_usage(args.data, args.images, prior.image_shape) if args.data else mnist_spread(args.images, "train")
     OutputFolder.prepare(out.parent)
     return _run_training(
         train_cse,
