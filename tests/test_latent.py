@@ -236,17 +236,25 @@ def test_a_controlnet_estimator_trains_saves_loads_and_runs(sd, tmp_path):
         assert x.shape == (2, *prior.image_shape) and torch.isfinite(x).all()
 
 
-def test_gradient_checkpointing_changes_memory_not_results(sd):
+@pytest.mark.parametrize("option", ["gradient_checkpointing", "decoder_slicing", "channels_last"])
+def test_memory_options_change_memory_not_results(sd, option):
     folder, prior = sd
-    lean = dmap.load_prior(f"sd={folder}", gradient_checkpointing=True)
-    assert lean.inner.net.unet.is_gradient_checkpointing and lean.vae.is_gradient_checkpointing
+    lean = dmap.load_prior(f"sd={folder}", **{option: True})
+    if option == "gradient_checkpointing":
+        assert lean.inner.net.unet.is_gradient_checkpointing and lean.vae.is_gradient_checkpointing
+    if option == "decoder_slicing":
+        assert lean.vae.use_slicing
+    if option == "channels_last":
+        assert lean.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     task = dmap.make_task("sr4", prior.image_shape, sigma_y=0.05, generator=seeded(0))
     y = task.simulate(torch.rand(2, *prior.image_shape, generator=seeded(1)) * 2 - 1, generator=sample_generators(2, 2))
     options = dmap.resolve_options("dps", prior.name, "sr4", steps=4)
     runs = [dmap.api.run_method("dps", p, task, y, options, generator=sample_generators(3, 2)) for p in (prior, lean)]
     torch.testing.assert_close(runs[0], runs[1], rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="gradient checkpointing needs a diffusers network"):
-        dmap.load_prior("gmm-mnist", gradient_checkpointing=True)
+    with pytest.raises(ValueError, match="needs a (diffusers network|latent prior)"):
+        dmap.load_prior("gmm-mnist", **{option: True}) if option != "channels_last" else dmap.load_prior(
+            "gmm-mnist", decoder_slicing=True
+        )
 
 
 def test_analyze_refuses_a_latent_prior_in_one_line(sd, tmp_path, capsys):

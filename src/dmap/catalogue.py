@@ -125,13 +125,19 @@ def load_prior(
     dtype: str | torch.dtype | None = None,
     prompt_embedding: str | Path | None = None,
     gradient_checkpointing: bool = False,
+    decoder_slicing: bool = False,
+    channels_last: bool = False,
 ) -> Prior:
     """The prior named ``name`` (a shipped name or one of :data:`PRIOR_FORMS`), in eval
     mode on ``device``; ``dtype`` (float32, bfloat16, float16) is the precision the
     network runs in under autocast (the solvers' arithmetic stays float32);
     ``prompt_embedding``: the empty-prompt embedding file of a Stable Diffusion folder;
     ``gradient_checkpointing``: recompute the activations of its diffusers networks in the
-    backward pass (less memory for the likelihood gradient, about a forward pass more)."""
+    backward pass (less memory for the likelihood gradient, about a forward pass more);
+    ``decoder_slicing``: a latent prior's decoder maps the images of a batch one at a time
+    (the peak memory of one image); ``channels_last``: its networks' weights and
+    activations in NHWC (faster convolutions on some GPUs).  Their measured effect:
+    ``benchmarks/sd_speed.py``."""
     from dmap.priors.adm import load_adm_prior, read_flags
     from dmap.priors.diffusers import load_diffusers_prior
     from dmap.priors.network import parse_dtype
@@ -161,7 +167,14 @@ def load_prior(
             raise ValueError(f"prior {name}: gradient checkpointing needs a diffusers network (a diffusers or sd= folder)")
         for net in nets:
             net.enable_gradient_checkpointing()
-    return prior.to(device or "cpu").eval()
+    if decoder_slicing:
+        if not getattr(prior, "latent", False) or not hasattr(prior.vae, "enable_slicing"):
+            raise ValueError(f"prior {name}: decoder slicing needs a latent prior with a diffusers AutoencoderKL")
+        prior.vae.enable_slicing()
+    prior = prior.to(device or "cpu")
+    if channels_last:
+        prior = prior.to(memory_format=torch.channels_last)
+    return prior.eval()
 
 
 def shipped_cse(reference: bool = False) -> dict[tuple[str, str, float], Path]:

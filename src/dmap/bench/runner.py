@@ -126,7 +126,15 @@ class Bench:
     @cached_property
     def prior(self):
         try:
-            return dmap.load_prior(self.config.prior, device=self.device, dtype=self.config.dtype)
+            c = self.config
+            return dmap.load_prior(
+                c.prior,
+                device=self.device,
+                dtype=c.dtype,
+                gradient_checkpointing=c.grad_checkpointing,
+                decoder_slicing=c.decoder_slicing,
+                channels_last=c.channels_last,
+            )
         except (ValueError, OSError) as e:
             raise BenchError(str(e)) from None
 

@@ -64,7 +64,8 @@ class BenchConfig(Config):
     ``data`` images to use instead of the bundled digits: a folder, a text file listing
     paths, or ``photos`` (:mod:`dmap.imageset`; ``split`` then does not apply) fitted
     to ``resolution`` (default: the prior's size); ``dtype`` the precision of the network; ``kernel`` / ``mask`` files
-    replacing the blur kernel / inpainting mask of the tasks that take one; ``metrics`` the
+    replacing the blur kernel / inpainting mask of the tasks that take one; ``grad_checkpointing``,
+    ``decoder_slicing``, ``channels_last`` the memory options of :func:`dmap.load_prior`; ``metrics`` the
     perceptual scores to add (:data:`METRICS`) with their weights from the folder
     ``metric_weights`` (default ``$DMAP_METRIC_WEIGHTS``)."""
 
@@ -86,6 +87,9 @@ class BenchConfig(Config):
     protocol: str = "equal-nfe"
     samples: int = 1
     resolution: int | None = None
+    grad_checkpointing: bool = False
+    decoder_slicing: bool = False
+    channels_last: bool = False
     metric_weights: str | None = None
     metrics: tuple[str, ...] = ()
 

@@ -175,6 +175,9 @@ def cmd_bench(args) -> int:
             protocol=args.protocol,
             samples=args.samples,
             resolution=args.resolution,
+            grad_checkpointing=args.grad_checkpointing,
+            decoder_slicing=args.decoder_slicing,
+            channels_last=args.channels_last,
             metric_weights=args.metric_weights,
             metrics=chosen_metrics(args),
         )

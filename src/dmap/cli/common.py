@@ -131,18 +131,29 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
 def add_prior(parser: argparse.ArgumentParser, default: str = DEFAULT_PRIOR, embedding: bool = True) -> None:
     """``--prior`` and (``embedding``) ``--prompt-embedding``."""
     parser.add_argument("--prior", default=default, help=PRIOR_HELP.replace(f"default {DEFAULT_PRIOR}", f"default {default}"))
+    add_memory_options(parser)
     if embedding:  # (bench records its prior in its manifest: there the folder's own embedding file serves)
-        parser.add_argument(
-            "--grad-checkpointing",
-            action="store_true",
-            help="recompute a diffusers network's activations in the backward pass: less memory "
-            "for the likelihood gradient (latent priors at 512 px), about one forward pass more",
-        )
         parser.add_argument(
             "--prompt-embedding",
             metavar="FILE",
             help="empty-prompt embedding of --prior sd=FOLDER (FOLDER/prompt_embedding.safetensors)",
         )
+
+
+def add_memory_options(parser: argparse.ArgumentParser) -> None:
+    """Memory and speed of diffusers priors (measured effect: benchmarks/sd_speed.py, docs/latent.md)."""
+    parser.add_argument(
+        "--grad-checkpointing",
+        action="store_true",
+        help="recompute a diffusers network's activations in the backward pass: less memory "
+        "for the likelihood gradient (latent priors at 512 px), about one forward pass more",
+    )
+    parser.add_argument(
+        "--decoder-slicing",
+        action="store_true",
+        help="a latent prior decodes the images of a batch one at a time: the decoder's peak memory of one image",
+    )
+    parser.add_argument("--channels-last", action="store_true", help="networks in NHWC memory format (faster on some GPUs)")
 
 
 def device_name(text: str) -> str:
@@ -238,6 +249,8 @@ def load_prior_or_usage(name: str, args: argparse.Namespace | None = None):
             dtype=dtype,
             prompt_embedding=getattr(args, "prompt_embedding", None),
             gradient_checkpointing=getattr(args, "grad_checkpointing", False),
+            decoder_slicing=getattr(args, "decoder_slicing", False),
+            channels_last=getattr(args, "channels_last", False),
         )
     except (WeightsError, ValueError) as e:
         raise UsageError(str(e)) from None

@@ -91,7 +91,6 @@ def load_diffusers_prior(
         import diffusers
     except ImportError:
         raise WeightsError("diffusers folders need the diffusers package: pip install 'dmap[diffusers]'") from None
-    from dmap.priors.latent import LatentPrior, PromptUNet
 
     folder = Path(folder)
     model_dir = folder / "unet" if (folder / "unet" / "config.json").is_file() else folder
@@ -108,25 +107,40 @@ def load_diffusers_prior(
     if kind == "UNet2DConditionModel" and not has_vae:
         raise WeightsError(f"{folder}: a UNet2DConditionModel needs its AutoencoderKL in vae/ (a Stable Diffusion folder)")
     unet = _load(getattr(diffusers, kind), model_dir)
-    if kind == "UNet2DModel":
-        net = DiffusersUNet(unet)
-    else:
+    embedding = None
+    if kind == "UNet2DConditionModel":
         path = Path(prompt_embedding) if prompt_embedding else folder / "prompt_embedding.safetensors"
-        net = PromptUNet(unet, read_prompt_embedding(path, unet.config.cross_attention_dim))
-    sched = json.loads(scheduler.read_text())
+        embedding = read_prompt_embedding(path, unet.config.cross_attention_dim)
+    vae = _load(diffusers.AutoencoderKL, folder / "vae") if has_vae else None
+    return assemble_prior(unet, json.loads(scheduler.read_text()), vae, embedding, name or folder.name, dtype, str(scheduler))
+
+
+def assemble_prior(
+    unet: nn.Module,
+    scheduler_config: dict,
+    vae: nn.Module | None = None,
+    embedding: Tensor | None = None,
+    name: str = "diffusers",
+    dtype: torch.dtype = torch.float32,
+    where: str = "scheduler config",
+) -> Prior:
+    """The prior of diffusers modules already built: ``unet`` (a ``UNet2DModel``, or a
+    ``UNet2DConditionModel`` with the prompt ``embedding [1, L, D]``), the scheduler's config
+    and, for a latent prior, the ``AutoencoderKL`` ``vae``."""
+    from dmap.priors.latent import LatentPrior, PromptUNet
+
+    net = DiffusersUNet(unet) if embedding is None else PromptUNet(unet, embedding)
     size = unet.config.sample_size
     h, w = (size, size) if isinstance(size, int) else tuple(size)
-    name = name or folder.name
     prior = NetworkPrior(
         net,
-        schedule_from_config(sched, str(scheduler)),
+        schedule_from_config(scheduler_config, where),
         (unet.config.in_channels, h, w),
         name,
-        sched.get("prediction_type", "epsilon"),
+        scheduler_config.get("prediction_type", "epsilon"),
         dtype,
     )
-    if not has_vae:
+    if vae is None:
         return prior
-    vae = _load(diffusers.AutoencoderKL, folder / "vae")
     f = 2 ** (len(vae.config.block_out_channels) - 1)
     return LatentPrior(prior, vae, vae.config.scaling_factor, (vae.config.out_channels, h * f, w * f), name)
