@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import sys
-import time
 
 import torch
 
-from common import RESULTS
+from common import RESULTS, peak_mb, timed
 from dmap.api import run_method
 from dmap.operators import make_task
 from dmap.presets import resolve_options
@@ -38,27 +35,6 @@ from dmap.utils import seeded_init
 
 class _Stop(Exception):
     pass
-
-
-def timed(fn, reps: int, device: torch.device) -> float:
-    """Median seconds of ``fn()`` over ``reps`` runs after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def build_prior(config: str, device: torch.device, dtype: torch.dtype) -> NetworkPrior:

@@ -78,3 +78,34 @@ def exact_mmse_rows(out: Path, budget: int) -> list[dict]:
             }
         )
     return rows
+
+
+def timed(fn, reps: int, device) -> float:
+    """Median seconds of ``fn()`` over ``reps`` runs after one warm-up run (CUDA synchronized)."""
+    import statistics
+    import time
+
+    import torch
+
+    fn()
+    times = []
+    for _ in range(reps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def peak_mb(device) -> float:
+    """Peak memory in MB: CUDA's peak allocated, or the process's peak resident set size."""
+    import resource
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,6 +1,8 @@
 """Latent priors: a tiny random Stable Diffusion folder (UNet2DConditionModel, AutoencoderKL,
 scheduler, empty-prompt embedding) built here, nothing downloaded."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -264,3 +266,23 @@ def test_analyze_refuses_a_latent_prior_in_one_line(sd, tmp_path, capsys):
     assert main(["analyze", "--prior", f"sd={folder}", "--task", "sr4", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "takes pixel priors" in err and not (tmp_path / "a").exists()
+
+
+def test_the_full_size_sd2_base_fixture_has_the_published_sizes():
+    """benchmarks/fixtures/sd2-base (the configs behind benchmarks/sd_speed.py), built on the
+    meta device: the published parameter counts, 512 px images on 4 x 64 x 64 latents."""
+    import json
+
+    import diffusers
+
+    from dmap.priors.diffusers import assemble_prior
+
+    fixture = Path(__file__).resolve().parent.parent / "benchmarks" / "fixtures" / "sd2-base"
+    config = lambda part: json.loads((fixture / part).read_text())  # noqa: E731
+    with torch.device("meta"):
+        unet = diffusers.UNet2DConditionModel.from_config(config("unet/config.json"))
+        vae = diffusers.AutoencoderKL.from_config(config("vae/config.json"))
+    assert round(sum(p.numel() for p in unet.parameters()) / 1e6, 1) == 865.9
+    assert round(sum(p.numel() for p in vae.parameters()) / 1e6, 1) == 83.7
+    prior = assemble_prior(unet, config("scheduler/scheduler_config.json"), vae, torch.zeros(1, 77, 1024, device="meta"))
+    assert prior.image_shape == (3, 512, 512) and tuple(prior.shape) == (4, 64, 64)

@@ -161,20 +161,23 @@ def load_prior(
         prior = load_adm_prior(path, read_flags(flags) if head == "adm" else head, name=label, dtype=dt)
     if isinstance(prior, NetworkPrior | LatentPrior):
         prior.dtype = dt
+    return memory_options(prior.to(device or "cpu"), gradient_checkpointing, decoder_slicing, channels_last).eval()
+
+
+def memory_options(prior: Prior, gradient_checkpointing: bool, decoder_slicing: bool, channels_last: bool) -> Prior:
+    """``prior`` with the memory options of :func:`load_prior` switched on (ValueError where
+    its networks cannot take one)."""
     if gradient_checkpointing:
         nets = [m for m in prior.modules() if getattr(m, "_supports_gradient_checkpointing", False)]
         if not nets:
-            raise ValueError(f"prior {name}: gradient checkpointing needs a diffusers network (a diffusers or sd= folder)")
+            raise ValueError(f"prior {prior.name}: gradient checkpointing needs a diffusers network (a diffusers or sd= folder)")
         for net in nets:
             net.enable_gradient_checkpointing()
     if decoder_slicing:
         if not getattr(prior, "latent", False) or not hasattr(prior.vae, "enable_slicing"):
-            raise ValueError(f"prior {name}: decoder slicing needs a latent prior with a diffusers AutoencoderKL")
+            raise ValueError(f"prior {prior.name}: decoder slicing needs a latent prior with a diffusers AutoencoderKL")
         prior.vae.enable_slicing()
-    prior = prior.to(device or "cpu")
-    if channels_last:
-        prior = prior.to(memory_format=torch.channels_last)
-    return prior.eval()
+    return prior.to(memory_format=torch.channels_last) if channels_last else prior
 
 
 def shipped_cse(reference: bool = False) -> dict[tuple[str, str, float], Path]:

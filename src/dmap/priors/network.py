@@ -10,6 +10,8 @@ run in bfloat16 or float16 under autocast (``dtype``), the solver's arithmetic s
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor, nn
 
@@ -59,8 +61,9 @@ class NetworkPrior(Prior):
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
-    """Autocast to ``dtype`` on ``device`` (off for float32): how a network runs in ``dtype``."""
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    """Autocast to ``dtype`` on ``device`` (none for float32, so that a float32 network also
+    runs on the meta device, where FLOPs are counted): how a network runs in ``dtype``."""
+    return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
 
 def parse_dtype(name: str | torch.dtype | None) -> torch.dtype:

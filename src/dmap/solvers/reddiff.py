@@ -75,8 +75,8 @@ def solve_reddiff(
             residual = denoiser.eps(a * mu + s * eps, t) - eps
         data = per_sample_mean((y - physics.A(mu)) ** 2) * (options.obs_weight / 2)
         regularizer = per_sample_mean(residual * mu) * (options.lam * s / a).reshape(-1)
-        adam.zero_grad(set_to_none=True)
-        (data + regularizer).sum().backward()
+        # the gradient for mu only: .backward() would also fill (and accumulate) the decoder's weight gradients
+        (mu.grad,) = torch.autograd.grad((data + regularizer).sum(), mu)
         adam.step()
         check_state(mu, "reddiff", i, t, options.lam)
         if callback is not None:
