@@ -340,3 +340,37 @@ def test_several_samples_per_image_report_the_psnr_of_their_mean(tmp_path):
     first = [np.load(p) for p in (tmp_path / d / "outputs" / "sr4" / "dps@10.npy" for d in ("one", "three"))]
     np.testing.assert_array_equal(first[0], first[1])
     assert "their mean" in (tmp_path / "three" / "summary.md").read_text()
+
+
+def test_draws_repeat_each_image_under_new_operators_noise_and_seeds(reference, tmp_path):
+    """Draw 0 is the single-draw benchmark, bit for bit; other draws differ; the statistics
+    count images (each averaged over its draws), not rows."""
+    import dataclasses
+
+    config = dataclasses.replace(CONFIG, draws=3)
+    summary = run_bench(config, tmp_path / "d")
+    rows = read_store(tmp_path / "d")
+    assert len(rows) == config.expected_rows() == 3 * CONFIG.expected_rows()
+    single = by_key(read_store(reference[0]))
+    draw0 = {(r["task"], r["method"], r["nfe_budget"], r["image"]): r for r in rows if r["draw"] == 0}
+    assert {k: r["output_sha"] for k, r in draw0.items()} == {k: r["output_sha"] for k, r in single.items()}
+    for key in list(draw0)[:4]:
+        shas = {r["output_sha"] for r in rows if (r["task"], r["method"], r["nfe_budget"], r["image"]) == key}
+        assert len(shas) == 3  # three draws, three restorations
+    cell = summary[0]
+    assert cell["n_images"] == 5 and cell["draws"] == 3 and cell["psnr_draw_sd"] > 0
+    mine = [r for r in rows if (r["task"], r["method"], r["nfe_budget"]) == (cell["task"], cell["method"], cell["nfe_budget"])]
+    means = [np.mean([r["psnr"] for r in mine if r["index"] == i]) for i in range(5)]
+    assert cell["psnr_per_image"] == pytest.approx(means)
+    assert cell["psnr_se"] == pytest.approx(np.std(means, ddof=1) / np.sqrt(5))
+    assert run_bench(config, tmp_path / "d") == summary  # resumed: nothing to solve, the same report
+
+
+def test_paired_differences_give_a_bootstrap_interval_and_the_median():
+    from dmap.bench.report import paired
+
+    d = paired([1.0, 2.0, 3.0, 10.0], [0.0, 0.0, 0.0, 0.0])
+    assert d["mean"] == 4.0 and d["median"] == 2.5 and d["se"] == pytest.approx(np.std([1, 2, 3, 10], ddof=1) / 2)
+    lo, hi = d["ci95"]
+    assert 1.0 <= lo < 4.0 < hi <= 10.0
+    assert paired([1.0, 2.0, 3.0, 10.0], [0.0] * 4) == d  # seeded: the same interval every time

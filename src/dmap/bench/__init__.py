@@ -11,8 +11,8 @@ append-only result store), :mod:`~dmap.bench.runner` (solving the batches),
 
 from dmap.bench.distributed import run_bench
 from dmap.bench.report import cells, markdown, mean_se, write_report
-from dmap.bench.runner import Bench, Unit, pending, run_unit, units
-from dmap.bench.specs import METRICS, PROTOCOLS, BenchConfig, BenchError, parse_method, split_specs
+from dmap.bench.runner import Bench, pending, run_unit
+from dmap.bench.specs import METRICS, PROTOCOLS, BenchConfig, BenchError, Unit, parse_method, split_specs, units
 from dmap.bench.store import merge_store, read_store
 
 __all__ = [

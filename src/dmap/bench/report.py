@@ -40,10 +40,35 @@ def mean_se(values) -> tuple[float, float]:
     return float(v.mean()), (float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
 
 
+def by_image(rows: list[dict], key: str) -> list[list[float]]:
+    """``key`` of each image's rows (its draws), images by position."""
+    found: dict[int, list[float]] = {}
+    for r in rows:
+        found.setdefault(r["index"], []).append(r.get(key, math.nan))
+    return [v for _, v in sorted(found.items())]
+
+
+def per_image(rows: list[dict], key: str) -> list[float]:
+    """``key`` of each image, averaged over its draws: the unit the standard errors count,
+    since the draws of one image are not independent of each other."""
+    return [float(np.mean(v)) for v in by_image(rows, key)]
+
+
+def paired(a: list[float], b: list[float], resamples: int = 2000) -> dict:
+    """The paired differences ``a - b`` over images: mean, standard error, a bootstrap 95 %
+    interval of the mean (images resampled, seeded) and the median."""
+    d = np.subtract(a, b)
+    mean, se = mean_se(d)
+    means = d[np.random.default_rng(0).integers(0, len(d), (resamples, len(d)))].mean(1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"mean": mean, "se": se, "ci95": [float(lo), float(hi)], "median": float(np.median(d))}
+
+
 def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
     """``summary.json``: one cell per (task, method, nfe) of ``config`` (a
-    :class:`~dmap.bench.specs.BenchConfig`) with its statistics; ``diverged`` counts the
-    images whose solve diverged (their PSNR is NaN, and so is the cell's mean)."""
+    :class:`~dmap.bench.specs.BenchConfig`) with its statistics over images (each image's
+    scores averaged over its ``draws`` first); ``diverged`` counts the solves that diverged
+    (their PSNR is NaN, and so is the cell's mean)."""
     cell_of = {(c["task"], c["method"], c["nfe_budget"]): c for c in manifest["cells"]}
     result = []
     for t in config.tasks:
@@ -52,14 +77,15 @@ def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
                 sel = [r for r in rows if (r["task"], r["method"], r["nfe_budget"]) == (t, m, n)]
                 if not sel:
                     continue
-                p_mean, p_se = mean_se([r["psnr"] for r in sel])
+                psnr = per_image(sel, "psnr")
+                p_mean, p_se = mean_se(psnr)
                 ok = [r for r in sel if "diverged" not in r]
                 result.append(
                     {
                         "task": t,
                         "method": m,
                         "prior": config.prior,
-                        "n_images": len(sel),
+                        "n_images": len(psnr),
                         "nfe_budget": n,
                         "steps": cell_of[(t, m, n)]["options"]["steps"],
                         "nfe": cell_of[(t, m, n)]["nfe"],
@@ -69,7 +95,8 @@ def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
                         "ssim_mean": float(np.mean([r["ssim"] for r in sel])),
                         "seconds_per_image": float(np.mean([r["seconds"] for r in ok])) if ok else math.nan,
                         "peak_mem_mb": float(max(r["peak_mem_mb"] for r in ok)) if ok else math.nan,
-                        "psnr_per_image": [r["psnr"] for r in sorted(sel, key=lambda r: r["index"])],
+                        "psnr_per_image": psnr,
+                        **({"draws": config.draws, "psnr_draw_sd": _draw_sd(sel)} if config.draws > 1 else {}),
                         **_of_mean(sel),
                         **_lpips(sel),
                     }
@@ -77,11 +104,16 @@ def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
     return result
 
 
+def _draw_sd(rows: list[dict]) -> float:
+    """The spread of an image's PSNR over operator draws and seeds, averaged over images."""
+    return float(np.mean([np.std(v, ddof=1) for v in by_image(rows, "psnr")]))
+
+
 def _of_mean(rows: list[dict]) -> dict:
     """With several samples per image: the PSNR of each image's sample mean, mean and SE."""
     if not rows or "psnr_of_mean" not in rows[0]:
         return {}
-    m, se = mean_se([r.get("psnr_of_mean", math.nan) for r in rows])
+    m, se = mean_se(per_image(rows, "psnr_of_mean"))
     return {"psnr_of_mean_mean": m, "psnr_of_mean_se": se}
 
 
@@ -90,7 +122,7 @@ def _lpips(rows: list[dict]) -> dict:
     out = {}
     for key in LPIPS_KEYS:
         if key in rows[0] or any(key in r for r in rows):
-            out[f"{key}_mean"], out[f"{key}_se"] = mean_se([r.get(key, math.nan) for r in rows])
+            out[f"{key}_mean"], out[f"{key}_se"] = mean_se(per_image(rows, key))
     return out
 
 
@@ -110,7 +142,8 @@ def _perceptual(cell: dict, key: str) -> str:
 
 def markdown(summary: list[dict], baseline: str | None = None) -> str:
     """PSNR mean +- standard error, the paired difference to ``baseline`` (default: the
-    first method) on the same images, SSIM, seconds per image and peak memory."""
+    first method) on the same images (mean +- SE, bootstrap 95 % interval, median), SSIM,
+    seconds per image and peak memory."""
     baseline = baseline or (summary[0]["method"] if summary else None)
     extra = [(k, name) for k, name in PERCEPTUAL.items() if any(k in c or f"{k}_mean" in c for c in summary)]
     head = (
@@ -129,8 +162,9 @@ def markdown(summary: list[dict], baseline: str | None = None) -> str:
         if base is None or c["method"] == baseline or base["n_images"] != c["n_images"] or diverged:
             delta = "-"
         else:
-            d, d_se = mean_se(np.subtract(c["psnr_per_image"], base["psnr_per_image"]))
-            delta = f"{d:+.2f} ± {d_se:.2f}"
+            d = paired(c["psnr_per_image"], base["psnr_per_image"])
+            lo, hi = d["ci95"]
+            delta = f"{d['mean']:+.2f} ± {d['se']:.2f} [{lo:+.2f}, {hi:+.2f}], median {d['median']:+.2f}"
         sec, mem = c["seconds_per_image"], c["peak_mem_mb"]
         score = f"{c['psnr_mean']:.2f} ± {c['psnr_se']:.2f}"
         if "psnr_of_mean_mean" in c:
@@ -154,7 +188,9 @@ def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out / "summary.md").write_text(
         f"prior {config.prior}, {_images(config)}, sigma_y = {config.sigma_y}, "
-        f"protocol {config.protocol}, seed {config.seed} (manifest.json has every setting)"
+        f"protocol {config.protocol}, seed {config.seed}"
+        + (f", {config.draws} draws of operator, noise and seed per image (averaged per image first)" if config.draws > 1 else "")
+        + " (manifest.json has every setting)"
         + ("; FID and KID: each cell's restorations against their truths" if "fid" in config.metrics else "")
         + "\n\n"
         + markdown(summary)

@@ -17,7 +17,6 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 import dmap
 from dmap.api import run_method, unsuited
 from dmap.bench.quality import Perceptual
-from dmap.bench.specs import BenchConfig, BenchError, parse_method
+from dmap.bench.specs import DRAW, BenchConfig, BenchError, Unit, cse_path, draw_key, parse_method, units
 from dmap.bench.store import MANIFEST, append_rows, outputs_path, read_store, row_key, save_outputs, write_store
 from dmap.data import load_kernel, load_mask, mnist_spread
 from dmap.imageset import ImageSet, image_set
@@ -38,30 +37,6 @@ from dmap.rng import seeded
 from dmap.solvers import Options
 from dmap.solvers.common import SolveError, residual_rms
 from dmap.utils import short_sha256, write_json_atomic
-
-
-def cse_path(spec: str, task: str) -> str | None:
-    """The adapter path of a method spec (``cse=PATH``) for ``task``: ``{task}`` in it is
-    replaced by the task's name, so one spec serves a grid of tasks."""
-    path = parse_method(spec)[2]
-    return path.replace("{task}", task) if path else None
-
-
-@dataclass
-class Unit:
-    """One batch of work: images at positions ``index`` of one (task, method, nfe)."""
-
-    task: str
-    method: str
-    nfe: int
-    batch: int
-    index: list[int] = field(default_factory=list)
-
-
-def units(config: BenchConfig) -> list[Unit]:
-    """Every batch of the grid in a fixed order."""
-    chunks = [list(range(s, min(s + config.batch_size, config.images))) for s in range(0, config.images, config.batch_size)]
-    return [Unit(t, m, n, j, c) for t in config.tasks for m in config.methods for n in config.nfe for j, c in enumerate(chunks)]
 
 
 class Bench:
@@ -181,6 +156,7 @@ class Bench:
             "image_ids": self.ids,
             "image_files": self.images.manifest() if self.images else None,
             "seeds": {"task": [c.seed], "noise": [c.seed + 1, "image id"], "sampler": [c.seed + 2, "image id"]},
+            **({"draws": {"count": c.draws, "draw d > 0 appends": [DRAW, "d"]}} if c.draws > 1 else {}),
             "sigma_y": c.sigma_y,
             "prior": {"name": self.prior.name, "fingerprint": self.prior.fingerprint()},
             "cells": [self._cell(t, m, n) for t in c.tasks for m in c.methods for n in c.nfe],
@@ -231,21 +207,22 @@ class Bench:
 
     # --- the pieces of a unit -----------------------------------------------------
 
-    def task(self, name: str) -> tuple[Task, torch.Tensor]:
-        """The task (operator from ``seeded(seed)``) and the measurements of every image."""
-        if name not in self._tasks:
+    def task(self, name: str, draw: int = 0) -> tuple[Task, torch.Tensor]:
+        """The task (operator from ``seeded(seed, *draw_key(draw))``) and the measurements of every image."""
+        if (name, draw) not in self._tasks:
             c = self.config
             shape = tuple(self.x.shape[1:])
             takes = dmap.TASKS[name].takes
             try:
                 kernel = load_kernel(c.kernel) if c.kernel and takes == "kernel" else None
                 mask = load_mask(c.mask) if c.mask and takes == "mask" else None
-                task = dmap.make_task(name, shape, sigma_y=c.sigma_y, generator=seeded(c.seed), kernel=kernel, mask=mask)
+                g = seeded(c.seed, *draw_key(draw))
+                task = dmap.make_task(name, shape, sigma_y=c.sigma_y, generator=g, kernel=kernel, mask=mask)
             except (ValueError, FileNotFoundError) as e:
                 raise BenchError(f"{name}: {e}") from None
-            y = task.simulate(self.x, generator=[seeded(c.seed + 1, i) for i in self.ids])
-            self._tasks[name] = (task, y)
-        return self._tasks[name]
+            y = task.simulate(self.x, generator=[seeded(c.seed + 1, i, *draw_key(draw)) for i in self.ids])
+            self._tasks[name, draw] = (task, y)
+        return self._tasks[name, draw]
 
     def cse(self, task: str, spec: str):
         from dmap.catalogue import get_cse
@@ -263,11 +240,12 @@ class Bench:
         """Restorations of a unit's images and the seconds the solver took."""
         c = self.config
         name, _, _ = parse_method(unit.method)
-        task, y = self.task(unit.task)
+        task, y = self.task(unit.task, unit.draw)
         task = task.to(self.device)
         cse = self.cse(unit.task, unit.method) if dmap.METHODS[name].uses_cse else None
         # sample k of an image: its own stream; sample 0 is the one a single-sample run solves
-        gens = [seeded(c.seed + 2, self.ids[i], *([k] if k else [])) for i in unit.index for k in range(c.samples)]
+        key = draw_key(unit.draw)
+        gens = [seeded(c.seed + 2, self.ids[i], *([k] if k else []), *key) for i in unit.index for k in range(c.samples)]
         if self.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -297,7 +275,7 @@ class Bench:
         ``psnr`` / ``ssim`` are the mean over its samples and ``psnr_of_mean`` that of their mean."""
         n = self.config.samples
         x = self.x[unit.index]
-        task, y = self.task(unit.task)
+        task, y = self.task(unit.task, unit.draw)
         first, xs = out[::n], x.repeat_interleave(n, 0)
         p, s = psnr(out, xs).reshape(-1, n).mean(1), ssim(out, xs).reshape(-1, n).mean(1)
         r = residual_rms(task.operator, y[unit.index], first)
@@ -321,6 +299,7 @@ class Bench:
                 "output_sha": short_sha256(out[k * n : (k + 1) * n]),
                 **({"psnr_of_mean": float(p_mean[k])} if n > 1 else {}),
                 **{name: float(v[k]) for name, v in scores.items()},
+                **({"draw": unit.draw} if self.config.draws > 1 else {}),
             }
             for k, i in enumerate(unit.index)
         ]
@@ -343,6 +322,7 @@ class Bench:
             "peak_mem_mb": nan,
             "output_sha": None,
             "diverged": reason,
+            **({"draw": unit.draw} if self.config.draws > 1 else {}),
         }
 
 
@@ -353,7 +333,7 @@ def pending(bench: Bench, rank: int = 0, world: int = 1) -> tuple[list[Unit], se
     todo = [
         u
         for n, u in enumerate(units(bench.config))
-        if n % world == rank and any((u.task, u.method, u.nfe, bench.ids[i]) not in done for i in u.index)
+        if n % world == rank and any((u.task, u.method, u.nfe, bench.ids[i], u.draw) not in done for i in u.index)
     ]
     return todo, done
 
@@ -371,10 +351,10 @@ def run_unit(bench: Bench, unit: Unit, done: set, rank: int = 0, keep: bool = Tr
         rows = [bench.diverged_row(unit, str(e))]
         seconds = 0.0
     else:
-        first = out[:: bench.config.samples]  # (each image's first sample)
-        if unit.batch == 0 and keep:
+        first = out[:: bench.config.samples]  # (each image's first sample; figures and FID from draw 0)
+        if unit.batch == 0 and keep and unit.draw == 0:
             save_outputs(outputs_path(bench.out, unit.task, unit.method, unit.nfe), first.numpy())
-        if bench.perceptual:
+        if bench.perceptual and unit.draw == 0:
             bench.perceptual.keep_features(bench.out, unit.task, unit.method, unit.nfe, unit.index, first)
         rows = bench.rows(unit, out, seconds)
     append_rows(bench.out / f"results-r{rank}.jsonl", [r for r in rows if row_key(r) not in done])

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dmap.config import Config, parse_assignments
 from dmap.operators import DEFAULT_SIGMA_Y, TASKS
@@ -86,6 +86,7 @@ class BenchConfig(Config):
     mask: str | None = None
     protocol: str = "equal-nfe"
     samples: int = 1
+    draws: int = 1
     resolution: int | None = None
     grad_checkpointing: bool = False
     decoder_slicing: bool = False
@@ -96,8 +97,8 @@ class BenchConfig(Config):
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise BenchError(f"unknown protocol {self.protocol!r}; choose from {', '.join(PROTOCOLS)}")
-        if min(self.images, self.batch_size, self.threads, self.samples, min(self.nfe, default=0)) < 1:
-            raise BenchError("--images, --batch-size, --threads, --samples and every --nfe must be >= 1")
+        if min(self.images, self.batch_size, self.threads, self.samples, self.draws, min(self.nfe, default=0)) < 1:
+            raise BenchError("--images, --batch-size, --threads, --samples, --draws and every --nfe must be >= 1")
         if not (self.tasks and self.methods and self.nfe):
             raise BenchError("give at least one task, method and budget")
         for name in self.tasks:
@@ -116,4 +117,39 @@ class BenchConfig(Config):
                 raise BenchError(f"a {kind} is listed twice")
 
     def expected_rows(self) -> int:
-        return len(self.tasks) * len(self.methods) * len(self.nfe) * self.images
+        return len(self.tasks) * len(self.methods) * len(self.nfe) * self.images * self.draws
+
+
+def cse_path(spec: str, task: str) -> str | None:
+    """The adapter path of a method spec (``cse=PATH``) for ``task``: ``{task}`` in it is
+    replaced by the task's name, so one spec serves a grid of tasks."""
+    path = parse_method(spec)[2]
+    return path.replace("{task}", task) if path else None
+
+
+@dataclass
+class Unit:
+    """One batch of work: images at positions ``index`` of one (task, method, nfe), under
+    operator draw ``draw`` (0: the benchmark's own; see :func:`draw_key`)."""
+
+    task: str
+    method: str
+    nfe: int
+    batch: int
+    index: list[int] = field(default_factory=list)
+    draw: int = 0
+
+
+def units(config: BenchConfig) -> list[Unit]:
+    """Every batch of the grid in a fixed order."""
+    chunks = [list(range(s, min(s + config.batch_size, config.images))) for s in range(0, config.images, config.batch_size)]
+    grid = [(t, m, n) for t in config.tasks for m in config.methods for n in config.nfe]
+    return [Unit(t, m, n, j, c, d) for t, m, n in grid for d in range(config.draws) for j, c in enumerate(chunks)]
+
+
+DRAW = 7919  # (a tag: the seeds of draw d > 0 carry (DRAW, d), those of draw 0 nothing, as before draws existed)
+
+
+def draw_key(draw: int) -> tuple[int, ...]:
+    """What draw ``draw`` adds to the seeds of the operator, the noise and the sampler."""
+    return (DRAW, draw) if draw else ()

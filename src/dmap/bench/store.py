@@ -22,7 +22,7 @@ MANIFEST = "manifest.json"
 
 
 def row_key(row: dict) -> tuple:
-    return (row["task"], row["method"], row["nfe_budget"], row["image"])
+    return (row["task"], row["method"], row["nfe_budget"], row["image"], row.get("draw", 0))
 
 
 def read_store(out: Path) -> list[dict]:

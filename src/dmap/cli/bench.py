@@ -75,6 +75,13 @@ def _bench_parser(sub) -> None:
         default=1,
         help="restorations per image (1); with several, PSNR is their mean and the PSNR of their mean is reported too",
     )
+    b.add_argument(
+        "--draws",
+        type=positive_int,
+        default=1,
+        help="solve each image under D draws of the operator (mask, kernel, permutation), the noise and the sampler "
+        "seed (1); the tables then average each image over its draws",
+    )
     b.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
     _add_bench_inputs(b)
     add_metric_options(b, METRICS, ("lpips-alex", "fid"))
@@ -174,6 +181,7 @@ def cmd_bench(args) -> int:
             mask=args.mask,
             protocol=args.protocol,
             samples=args.samples,
+            draws=args.draws,
             resolution=args.resolution,
             grad_checkpointing=args.grad_checkpointing,
             decoder_slicing=args.decoder_slicing,
