@@ -74,8 +74,8 @@ GOLDEN = {
             -0.255528, 0.339789],
     "dmap": [-0.3626, -0.178947, -0.332868, 0.040237, -0.002589, -0.191029, -0.357679, -0.211624, -0.674664, -0.007751,
              -0.302467, 0.359824],
-    "ddrm": [-0.08097, -0.219671, -0.334318, -0.080677, -0.129544, -0.103363, -0.309497, -0.177168, -0.441223,
-             -0.098877, -0.385393, 0.120996],
+    "ddrm": [-0.082811, -0.219768, -0.334279, -0.079374, -0.129566, -0.103398, -0.309425, -0.177199, -0.437345,
+             -0.09926, -0.386068, 0.118333],  # (dmap 0.6: the start drawn from q(x_T | y), as the paper)
     "diffpir": [-0.542392, -0.193482, -0.3973, 0.375206, -0.52178, 0.037388, -0.407922, 0.119142, -0.623203, 0.0772,
                 -0.270999, 0.473049],
     "pigdm": [-0.008096, -0.193285, -0.360417, -0.152844, -0.011325, -0.142707, -0.410556, -0.130645, -0.673935, -0.028861,
@@ -324,3 +324,18 @@ def test_on_the_network_prior_a_batch_matches_its_images_within_the_stated_bound
             [solve(method, prior, task, y[i : i + 1], nfe=20, generator=sample_generators(2, 1, offset=i)) for i in range(4)]
         )
         assert float((psnr(batch, x) - psnr(alone, x)).abs().max()) < bound, method
+
+
+def test_ddrm_starts_from_q_of_x_T_given_y():
+    """DDRM's eq. 7 at t = T: observed coefficients (s_i sigma_T > sigma_y) centred on
+    y_bar_i with variance sigma_T^2 - sigma_y^2 / s_i^2, the others N(0, sigma_T^2)."""
+    from dmap.solvers.ddrm import ddrm_start
+
+    g = torch.Generator().manual_seed(0)
+    s = torch.tensor([1.0, 0.5, 0.001], dtype=torch.float64)  # the last too small to be observed at sigma_T
+    y_bar = torch.tensor([[0.3, -0.7, 5.0]], dtype=torch.float64).expand(200000, 3)
+    z = torch.randn(200000, 5, generator=g, dtype=torch.float64)
+    c = ddrm_start(y_bar, s, 2.0, torch.full((200000,), 0.1, dtype=torch.float64), z)
+    assert torch.allclose(c.mean(0), torch.tensor([0.3, -0.7, 0.0, 0.0, 0.0], dtype=torch.float64), atol=0.02)
+    expected_var = torch.tensor([4 - 0.01, 4 - 0.04, 4.0, 4.0, 4.0], dtype=torch.float64)
+    assert torch.allclose(c.var(0), expected_var, rtol=0.02)

@@ -9,13 +9,19 @@ and in the spectral coefficients ``c = V^T x~``, ``y_bar = diag(s)^-1 U^T y``, e
     s_i > 0, sigma_t' < sigma_y/s_i: c'_i = c0_i + sqrt(1 - eta^2) sigma_t' (y_bar_i - c0_i) s_i / sigma_y + eta sigma_t' z
     s_i > 0, otherwise:            c'_i = (1 - eta_b) c0_i + eta_b y_bar_i + sqrt(sigma_t'^2 - eta_b^2 sigma_y^2 / s_i^2) z
 
-then ``x_t' = sqrt(ab_t') V c'``.  At the last step ``sigma_t' = 0``: noiseless
+then ``x_t' = sqrt(ab_t') V c'``.  The start is the paper's ``q(x_T | y)`` (eq. 7 at ``t = T``,
+as in its reference code), not pure noise:
+
+    s_i sigma_T > sigma_y:  c_i = y_bar_i + sqrt(sigma_T^2 - sigma_y^2 / s_i^2) z,   otherwise  c_i = sigma_T z.
+
+At the last step ``sigma_t' = 0``: noiseless
 measurements are then met exactly (``eta_b = 1``).  Argument names: eta -> ``eta``,
 eta_b -> ``eta_b``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -76,6 +82,16 @@ def ddrm_step(
     return torch.cat([head, out[:, m:]], dim=1)
 
 
+def ddrm_start(y_bar: Tensor, s: Tensor, sigma_T: float, sigma_y: Tensor, z: Tensor) -> Tensor:
+    """The coefficients ``c`` at the first noise level ``sigma_T`` drawn from ``q(x_T | y)``
+    (module docstring); ``z [B, d]`` standard normal, ``y_bar [B, m]``, ``s [m]``, ``sigma_y [B]``."""
+    m = s.numel()
+    level = sigma_y[:, None] / s.clamp_min(torch.finfo(s.dtype).tiny)
+    observed = sigma_T > level
+    head = torch.where(observed, y_bar + (sigma_T**2 - level**2).clamp_min(0).sqrt() * z[:, :m], sigma_T * z[:, :m])
+    return torch.cat([head, sigma_T * z[:, m:]], dim=1)
+
+
 def solve_ddrm(
     denoiser: Prior,
     physics: Physics,
@@ -91,8 +107,10 @@ def solve_ddrm(
     schedule = denoiser.schedule
     s = physics.singular_values().to(y)
     y_bar = physics.UT(y) / s.clamp_min(torch.finfo(s.dtype).tiny)
-    x = randn((y.shape[0], *denoiser.shape), generator, y)
     sigma_y = physics.sigma_y.to(y)
+    ab_T = float(schedule.alpha_bar[int(grid[0])])
+    z = randn((y.shape[0], math.prod(denoiser.shape)), generator, y)
+    x = ab_T**0.5 * physics.V(ddrm_start(y_bar, s, ((1 - ab_T) / ab_T) ** 0.5, sigma_y, z))
     for i, (t, t_prev) in enumerate(step_pairs(grid)):
         with torch.no_grad():
             x0_hat = denoiser.x0(x, t)
