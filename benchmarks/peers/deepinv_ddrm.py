@@ -7,9 +7,11 @@ Both libraries get the shipped ``mnist`` prior (``dmap.interop.deepinv``), the s
 digits, the same operator — dmap's, handed to deepinv as a ``DecomposablePhysics`` built
 from its SVD (``U``, ``V``, the singular values as the mask), so that the two see the same
 coefficients — the same noisy measurements (sigma_y = 0.05 in [-1, 1], 0.025 in deepinv's
-[0, 1]) and DDRM's noise levels on dmap's time grid, eta 0.85 and eta_b 1.  Rows: dmap's
-DDRM; deepinv's as released (0.5.0), whose fresh noise is ``std * randn / sqrt(2)``; and
-deepinv's with that division removed (the update the DDRM paper prescribes).  Writes
+[0, 1]) and DDRM's noise levels on dmap's time grid, eta 0.85 and eta_b 1.  Columns: dmap's
+DDRM; dmap's started from pure noise, as before dmap 0.6 (``ddrm_start`` replaced for the
+run: ``sigma_T z`` everywhere); deepinv's as released (0.5.0), whose fresh noise is
+``std * randn / sqrt(2)``; and deepinv's with that division removed (the update the DDRM
+paper prescribes).  Writes
 ``benchmarks/results/peers/deepinv_ddrm.md``.
 """
 
@@ -26,6 +28,7 @@ import torch
 from deepinv_check import OUT, mean_se  # noqa: I001  (this folder's sibling script)
 
 import dmap
+import dmap.solvers.ddrm as ddrm
 from dmap.data import mnist_spread
 from dmap.interop.deepinv import denoiser_from_prior, sigma_of
 from dmap.metrics import psnr
@@ -64,6 +67,18 @@ def deepinv_ddrm(prior, physics, y01: torch.Tensor, steps: int, divide: bool) ->
         deepinv_diffusion.np = np
 
 
+def dmap_ddrm(prior, task, y, x, ids, steps: int, noise_start: bool) -> np.ndarray:
+    """PSNR per image of dmap's DDRM; ``noise_start``: started from pure noise (before 0.6)."""
+    original = ddrm.ddrm_start
+    if noise_start:
+        ddrm.ddrm_start = lambda y_bar, s, sigma_T, sigma_y, z: sigma_T * z
+    try:
+        out = dmap.solve("ddrm", prior, task, y, steps=steps, generator=[seeded(2, int(i)) for i in ids])
+    finally:
+        ddrm.ddrm_start = original
+    return psnr(out, x).numpy()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=32)
@@ -79,8 +94,8 @@ def main() -> None:
         "sigma_y = 0.05, prior mnist, DDRM eta 0.85 / eta_b 1 on dmap's noise levels; PSNR (dB) mean ± SE, "
         "differences paired per image.",
         "",
-        "| task | NFE | dmap | deepinv | dmap − deepinv | deepinv without / sqrt(2) | dmap − it |",
-        "|---|---|---|---|---|---|---|",
+        "| task | NFE | dmap | dmap, noise start (< 0.6) | deepinv | dmap − deepinv | deepinv without / sqrt(2) | dmap − it |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in args.tasks.split(","):
         task = dmap.make_task(name, prior.shape, sigma_y=0.05, generator=seeded(0))
@@ -88,10 +103,11 @@ def main() -> None:
         physics = svd_physics(task.operator, 0.025)
         for n in map(int, args.nfe.split(",")):
             with torch.no_grad():
-                ours = psnr(dmap.solve("ddrm", prior, task, y, steps=n, generator=[seeded(2, int(i)) for i in ids]), x).numpy()
+                ours = dmap_ddrm(prior, task, y, x, ids, n, noise_start=False)
+                before = dmap_ddrm(prior, task, y, x, ids, n, noise_start=True)
                 released = psnr(deepinv_ddrm(prior, physics, (y + 1) / 2, n, divide=True), x).numpy()
                 paper = psnr(deepinv_ddrm(prior, physics, (y + 1) / 2, n, divide=False), x).numpy()
-            row = f"| {name} | {n} | {mean_se(ours)} | {mean_se(released)} | {mean_se(ours - released, '+')} "
+            row = f"| {name} | {n} | {mean_se(ours)} | {mean_se(before)} | {mean_se(released)} | {mean_se(ours - released, '+')} "
             lines.append(row + f"| {mean_se(paper)} | {mean_se(ours - paper, '+')} |")
             print(lines[-1], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
