@@ -69,19 +69,7 @@ def _bench_parser(sub) -> None:
     b.add_argument(
         "--sigma-y", type=nonnegative, default=DEFAULT_SIGMA_Y, help=f"measurement noise std in [-1, 1] units ({DEFAULT_SIGMA_Y})"
     )
-    b.add_argument(
-        "--samples",
-        type=positive_int,
-        default=1,
-        help="restorations per image (1); with several, PSNR is their mean and the PSNR of their mean is reported too",
-    )
-    b.add_argument(
-        "--draws",
-        type=positive_int,
-        default=1,
-        help="solve each image under D draws of the operator (mask, kernel, permutation), the noise and the sampler "
-        "seed (1); the tables then average each image over its draws",
-    )
+    _add_repeats(b)
     b.add_argument("--batch-size", type=positive_int, default=16, help="images solved together (16)")
     _add_bench_inputs(b)
     add_metric_options(b, METRICS, ("lpips-alex", "fid"))
@@ -103,6 +91,24 @@ def _bench_parser(sub) -> None:
     )
     b.add_argument("--json", action="store_true", help="print the summary cells as JSON")
     b.set_defaults(func=cmd_bench)
+
+
+def _add_repeats(b) -> None:
+    """How often each image is solved: samples per draw, draws of operator, noise and seed."""
+    b.add_argument(
+        "--samples",
+        type=positive_int,
+        default=1,
+        help="restorations per image (1); with several, PSNR is their mean and the PSNR of their mean is reported too",
+    )
+    b.add_argument(
+        "--draws",
+        type=positive_int,
+        default=1,
+        metavar="D",
+        help="solve each image under D draws of the operator (mask, kernel, permutation), the noise and the sampler "
+        "seed (1); the tables then average each image over its draws",
+    )
 
 
 def _add_bench_inputs(b) -> None:
