@@ -285,12 +285,7 @@ class Bench:
         mem = self.peak_mem_mb()
         return [
             {
-                "task": unit.task,
-                "method": unit.method,
-                "nfe_budget": unit.nfe,
-                "image": self.ids[i],
-                "index": i,
-                "batch": unit.batch,
+                **self.row_key_fields(unit, i),
                 "psnr": float(p[k]),
                 "ssim": float(s[k]),
                 "residual_rms": float(r[k]),
@@ -299,15 +294,12 @@ class Bench:
                 "output_sha": short_sha256(out[k * n : (k + 1) * n]),
                 **({"psnr_of_mean": float(p_mean[k])} if n > 1 else {}),
                 **{name: float(v[k]) for name, v in scores.items()},
-                **({"draw": unit.draw} if self.config.draws > 1 else {}),
             }
             for k, i in enumerate(unit.index)
         ]
 
-    def diverged_row(self, unit: Unit, reason: str) -> dict:
-        """The row of a one-image unit whose solve diverged: NaN scores and the reason."""
-        nan = float("nan")
-        (i,) = unit.index
+    def row_key_fields(self, unit: Unit, i: int) -> dict:
+        """What identifies the row of image position ``i`` in ``unit`` (and where it was solved)."""
         return {
             "task": unit.task,
             "method": unit.method,
@@ -315,6 +307,15 @@ class Bench:
             "image": self.ids[i],
             "index": i,
             "batch": unit.batch,
+            **({"draw": unit.draw} if self.config.draws > 1 else {}),
+        }
+
+    def diverged_row(self, unit: Unit, reason: str) -> dict:
+        """The row of a one-image unit whose solve diverged: NaN scores and the reason."""
+        nan = float("nan")
+        (i,) = unit.index
+        return {
+            **self.row_key_fields(unit, i),
             "psnr": nan,
             "ssim": nan,
             "residual_rms": nan,
@@ -322,7 +323,6 @@ class Bench:
             "peak_mem_mb": nan,
             "output_sha": None,
             "diverged": reason,
-            **({"draw": unit.draw} if self.config.draws > 1 else {}),
         }
 
 
