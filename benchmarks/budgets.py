@@ -15,6 +15,10 @@ quadratic time spacing stops at 500 steps), then:
   for samples of the mixture; the test digits are not, so a method can beat it;
 - ``<prior>-best.md``: the best method at each budget and task, with its paired margin
   over the runner-up (a margin within two standard errors is a tie, marked ``≈``);
+- ``<prior>-monotone.md``: per method and task, the largest fall of PSNR from a smaller
+  budget to a larger one (paired per image, ± its standard error; ``✓`` where it is within
+  one standard error — the presets cap a budget where a smaller one did better on train
+  digits, docs/presets.md);
 - ``<prior>.png``: PSNR against evaluations (top) and against seconds per image (bottom),
   one column per task.
 
@@ -66,6 +70,37 @@ def best_table(cells: list[dict]) -> str:
             tie = "≈ " if margin < 2 * se else ""
             row.append(f"{tie}{first['method']} {first['psnr_mean']:.2f} (+{margin:.2f} ± {se:.2f} vs {second['method']})")
         lines.append(f"| {n} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def largest_fall(mine: list[dict]) -> tuple[float, float, int, int]:
+    """Of one method's cells on one task (ascending budgets): the largest paired fall of
+    PSNR from a smaller budget to a larger one, its standard error and the two budgets
+    (0 and 0 where PSNR never falls)."""
+    worst = (0.0, 0.0, 0, 0)
+    for j, late in enumerate(mine):
+        for early in mine[:j]:
+            d = np.subtract(early["psnr_per_image"], late["psnr_per_image"])
+            if d.mean() - d.std(ddof=1) / np.sqrt(len(d)) > worst[0] - worst[1]:
+                worst = (float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), early["nfe_budget"], late["nfe_budget"])
+    return worst
+
+
+def monotone_table(cells: list[dict]) -> str:
+    """Rows: methods; columns: tasks; each entry the largest fall (:func:`largest_fall`),
+    ``✓`` where within one standard error."""
+    tasks = [t for t in PAPER_TASKS if any(c["task"] == t for c in cells)]
+    lines = ["| method | " + " | ".join(tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
+    for method in dict.fromkeys(c["method"] for c in cells):
+        row = []
+        for task in tasks:
+            mine = sorted((c for c in cells if (c["task"], c["method"]) == (task, method)), key=lambda c: c["nfe_budget"])
+            if not mine:
+                row.append("-")
+                continue
+            fall, se, a, b = largest_fall(mine)
+            row.append("✓" if fall <= se else f"✗ {fall:.2f} ± {se:.2f} ({a} → {b})")
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +177,10 @@ def main() -> None:
     best = head + "; best method per budget and task, paired margin over the runner-up\n\n" + best_table(cells)
     (folder / f"{args.prior}-best.md").write_text(best)
     figure(cells, ceiling, head.split(" (")[0], folder / f"{args.prior}.png")
+    falls = head + "; largest paired fall of PSNR as the budget grows (dB ± SE, from → to NFE), ✓ within one SE\n\n"
+    (folder / f"{args.prior}-monotone.md").write_text(falls + monotone_table(cells))
     print(best)
+    print(falls + monotone_table(cells))
 
 
 if __name__ == "__main__":

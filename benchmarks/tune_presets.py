@@ -1,16 +1,22 @@
-"""Tune the shipped presets with `dmap tune` and write them into ``src/dmap/presets.json``.
+"""Tune a prior's presets, every method alike, and ship them into ``src/dmap/presets.json``.
 
-    python benchmarks/tune_presets.py [--prior gmm-mnist] [--tasks ...] [--methods dps,dsg,dmap]
-                                      [--images 8] [--nfe 100,250,1000] [--around PRIOR]
+    python benchmarks/tune_presets.py --prior mnist [--tasks ...] [--methods ...] [--noise noisy,noiseless]
+                                      [--images 8] [--workers 2] [--ship]
 
-For every task and method one `dmap tune` call (a coarse-to-fine search of the step size,
-and K for DMAP, on *train* digits, maximizing the mean PSNR over the ``--nfe`` budgets in
-network evaluations per image: one setting for all of them; ``--around PRIOR`` searches
-locally around that prior's presets, K kept).
-Each call adds its choice and a note saying how it was made to the preset file (``--out``,
-default the shipped one, whose notes then move to ``docs/preset-provenance.md``: the shipped
-file holds values only); its trials go to ``<trials>/<prior>-<task>-<method>-<nfe>.json`` (budgets joined by _)
-(default ``benchmarks/results/tune/``), and a pair already tuned there is skipped.
+The protocol (docs/presets.md): for every (task, method, noise regime) one `dmap tune` call
+on the same ``--images`` *train* digits at the budgets 20, 50, 100, 250, 1000 network
+evaluations per image (DiffPIR, whose quadratic time grid takes at most 500 steps: 500
+last), sigma_y = 0.05 (noisy) or 0 (noiseless), searching each method's strength the same
+way: its 5-value log grid (factors of about 3), widened by x3 at an edge at most twice, then
+x0.58 and x1.73 around the best — 7 to 9 trials, every trial at every budget — DMAP and
+DMAP+CSE at the paper's K = 3 (``--option inner_steps=3``, the K the paper's protocol fixes;
+other K: tune them alike).  The strength per budget and the caps where fewer steps did
+better come from the same trials (:func:`dmap.tune.tune_budgets`).
+
+Each call writes its own preset file and trials under ``--trials``
+(``<prior>-<task>-<method>-<noise>.json``, ``.presets.json``); a cell already there is
+skipped, so an interrupted campaign resumes.  ``--ship`` replaces the prior's table in the
+shipped file with the cells tuned (and their notes into ``docs/preset-provenance.md``).
 """
 
 from __future__ import annotations
@@ -18,74 +24,83 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import dmap
-from common import RESULTS, ROOT
+from common import PAPER_TASKS, RESULTS, ROOT
+from dmap.presets import merge, read_preset_file
+from dmap.solvers import METHODS
 
 SHIPPED = ROOT / "src" / "dmap" / "presets.json"
 PROVENANCE = ROOT / "docs" / "preset-provenance.md"
+SIGMA = {"noisy": 0.05, "noiseless": 0.0}
+METHODS_TUNED = "dmap,dps,dsg,pigdm,reddiff,daps,diffpir"
+
+
+def command(prior: str, task: str, method: str, noise: str, images: int, out: Path) -> list[str]:
+    """The `dmap tune` call of one cell."""
+    budgets = "20,50,100,250,500" if method == "diffpir" else "20,50,100,250,1000"
+    paper = METHODS[method].options.paper_protocol
+    cmd = ["dmap", "tune", "--prior", prior, "--task", task, "--method", method, "--images", str(images)]
+    cmd += ["--nfe", budgets, "--sigma-y", str(SIGMA[noise]), "--out", str(out), "--json"]
+    return cmd + [a for k, v in paper.items() for a in ("--option", f"{k}={v}")]
+
+
+def run_cell(prior: str, task: str, method: str, noise: str, images: int, folder: Path) -> None:
+    """One `dmap tune` call, its trials and preset file written when it finishes."""
+    stem = folder / f"{prior}-{task}-{method}-{noise}"
+    trials, presets = stem.with_suffix(".json"), stem.with_suffix(".presets.json")
+    if trials.exists():
+        return
+    cmd = command(prior, task, method, noise, images, presets.with_suffix(".tmp"))
+    print(" ".join(cmd), flush=True)
+    result = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    presets.with_suffix(".tmp").replace(presets)
+    trials.with_suffix(".part").write_text(result)
+    trials.with_suffix(".part").replace(trials)
+
+
+def ship(prior: str, folder: Path) -> None:
+    """The prior's tuned cells into the shipped file (its earlier table replaced) and their
+    notes into the provenance table."""
+    data = json.loads(SHIPPED.read_text())
+    table: dict = {}
+    notes: dict = {}
+    for path in sorted(folder.glob(f"{prior}-*.presets.json")):
+        cell = read_preset_file(path)
+        for task, methods in cell["presets"][prior].items():
+            for method, entries in methods.items():
+                for entry in entries:
+                    merge(table.setdefault(task, {}), method, entry, default=True)
+        notes.update(cell.get("notes", {}))
+    data["presets"][prior] = table
+    SHIPPED.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    head, _, rest = PROVENANCE.read_text().partition("| preset |")
+    rows = [line for line in rest.splitlines()[2:] if line.startswith("| `") and not line.startswith(f"| `{prior}/")]
+    rows += [f"| `{k}` | {v.replace('|', '/')} |" for k, v in sorted(notes.items())]
+    PROVENANCE.write_text(head + "| preset | how it was made |\n|---|---|\n" + "\n".join(rows) + "\n")
+    print(f"shipped {len(notes)} {prior} presets into {SHIPPED}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--prior", default="gmm-mnist")
-    ap.add_argument("--tasks", default=",".join(dmap.TASKS))
-    ap.add_argument("--methods", default="dps,dsg,dmap")
-    ap.add_argument("--images", type=int, default=8)
-    ap.add_argument("--nfe", default="100,250,1000", help="budgets, one setting for all (100,250,1000)")
-    ap.add_argument("--around", help="local search around this prior's presets (e.g. gmm-mnist), K kept")
-    ap.add_argument("--out", default=str(SHIPPED), help="preset file (the shipped one)")
-    ap.add_argument("--trials", default=str(RESULTS / "tune"), help="folder for the trials of each call")
+    ap.add_argument("--prior", default="mnist")
+    ap.add_argument("--tasks", default=",".join(PAPER_TASKS))
+    ap.add_argument("--methods", default=METHODS_TUNED)
+    ap.add_argument("--noise", default="noisy,noiseless", help="regimes: noisy (sigma_y 0.05), noiseless (0)")
+    ap.add_argument("--images", type=int, default=8, help="train digits (8)")
+    ap.add_argument("--workers", type=int, default=1, help="cells tuned at once, one thread each (1)")
+    ap.add_argument("--trials", default=str(RESULTS / "tune" / "v3"), help="folder of the cells' trials and preset files")
+    ap.add_argument("--ship", action="store_true", help="write the tuned cells into the shipped preset file")
     args = ap.parse_args()
-    presets = Path(args.out)
     folder = Path(args.trials)
     folder.mkdir(parents=True, exist_ok=True)
-    for task in args.tasks.split(","):
-        for method in args.methods.split(","):
-            trials = folder / f"{args.prior}-{task}-{method}-{args.nfe.replace(',', '_')}.json"
-            if trials.exists():
-                continue
-            cmd = [
-                "dmap",
-                "tune",
-                "--prior",
-                args.prior,
-                "--task",
-                task,
-                "--method",
-                method,
-                "--images",
-                str(args.images),
-                "--nfe",
-                args.nfe,
-                "--out",
-                str(presets),
-                "--json",
-            ]
-            cmd += ["--around", args.around] if args.around else []
-            print(" ".join(cmd), flush=True)
-            result = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            tmp = trials.with_suffix(".tmp")
-            tmp.write_text(result)
-            tmp.replace(trials)
-            if presets == SHIPPED:
-                move_notes()
-    print("wrote", presets)
-
-
-def move_notes() -> None:
-    """The notes ``dmap tune`` wrote into the shipped preset file, moved to the provenance table."""
-    data = json.loads(SHIPPED.read_text())
-    notes = data.pop("notes", {})
-    rows = [line for line in PROVENANCE.read_text().splitlines() if line.startswith("| `")]
-    known = {row.split("`")[1]: row.split(" | ", 1)[1].removesuffix(" |") for row in rows}
-    known.update({k: v.replace("|", "/") for k, v in notes.items()})
-    head = PROVENANCE.read_text().split("| preset |")[0]
-    table = ["| preset | how it was made |", "|---|---|"]
-    table += [f"| `{k}` | {known[k]} |" for k in sorted(known, key=lambda k: (k.count("/"), k))]
-    PROVENANCE.write_text(head + "\n".join(table) + "\n")
-    SHIPPED.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    cells = [(n, m, t) for n in args.noise.split(",") for m in args.methods.split(",") for t in args.tasks.split(",")]
+    with ThreadPoolExecutor(args.workers) as pool:
+        for done in [pool.submit(run_cell, args.prior, t, m, n, args.images, folder) for n, m, t in cells]:
+            done.result()
+    if args.ship:
+        ship(args.prior, folder)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ import dmap.data
 from dmap.bench import BenchConfig, BenchError, parse_method, read_store, run_bench, split_specs
 from dmap.cli import main
 
-CONFIG = BenchConfig("gmm-mnist", ("sr4", "inpaint-box"), ("dps", "dmap[inner_steps=2]"), images=5, nfe=(12, 24), batch_size=2)
+CONFIG = BenchConfig(
+    "gmm-mnist", ("sr4", "inpaint-box"), ("dps", "dmap[inner_steps=2,step_size=0.3]"), images=5, nfe=(12, 24), batch_size=2
+)
 ARGV = [
     "bench",
     "--prior",
@@ -59,7 +61,7 @@ def test_report_files_agree_with_the_store(reference):
         assert cell["psnr_se"] == pytest.approx(np.std(sel, ddof=1) / np.sqrt(5), abs=1e-12)
         for key in ("prior", "nfe", "ssim_mean", "seconds_per_image", "peak_mem_mb"):
             assert key in cell
-    dmap_cell = next(c for c in summary if c["method"] == "dmap[inner_steps=2]" and c["nfe_budget"] == 24)
+    dmap_cell = next(c for c in summary if c["method"] == "dmap[inner_steps=2,step_size=0.3]" and c["nfe_budget"] == 24)
     assert dmap_cell["nfe"] == 22  # 8 steps + 7 x 2 inner steps fit in 24
     table = list(csv.DictReader((out / "summary.csv").open()))
     assert len(table) == 8 and float(table[0]["psnr_mean"]) == pytest.approx(summary[0]["psnr_mean"])
@@ -132,7 +134,7 @@ def test_mismatched_rerun_is_refused(reference, tmp_path, capsys):
         "--tasks",
         "sr4,inpaint-box",
         "--methods",
-        "dps,dmap[inner_steps=2]",
+        "dps,dmap[inner_steps=2,step_size=0.3]",
         "--images",
         "6",
         "--nfe",
@@ -212,9 +214,12 @@ def test_tune_reads_train_digits_only_and_writes_a_preset_file(tmp_path, capsys,
     assert splits and set(splits) == {"train"}
     best = max(result["trials"], key=lambda t: t["psnr"])
     written = json.loads(presets.read_text())
-    assert written["presets"]["gmm-mnist"]["sr4"]["dmap"] == result["chosen"]
+    assert written["presets"]["gmm-mnist"]["sr4"]["dmap"] == [{"noise": "noisy", **result["chosen"]}]
     assert result["chosen"]["step_size"] == best["step_size"] and result["chosen"]["inner_steps"] == best["inner_steps"]
-    assert "dmap tune --prior gmm-mnist --task sr4 --method dmap" in written["notes"]["gmm-mnist/sr4/dmap"]
+    assert (
+        "dmap tune --prior gmm-mnist --task sr4 --method dmap"
+        in written["notes"][f"gmm-mnist/sr4/dmap/noisy/inner_steps={result['chosen']['inner_steps']}"]
+    )
     # bench picks the preset file up
     out = tmp_path / "b"
     assert (
@@ -273,10 +278,10 @@ def test_bad_protocol_budgets_exit_2(argv, message, tmp_path, capsys):
 
 
 def test_an_image_that_diverges_is_recorded_and_the_rest_of_its_batch_kept(tmp_path):
-    """dps at step size 6 and 12 evaluations diverges on one of these four images: its batch
+    """dps at step size 11 and 12 evaluations diverges on one of these four images: its batch
     is solved again image by image, the diverged image gets NaN and the reason, the others
     the scores a one-image batch gives, and the run goes on."""
-    spec = "dps[step_size=6]"
+    spec = "dps[step_size=11]"
     summary = run_bench(
         BenchConfig("gmm-mnist", ("sr4",), (spec,), images=4, nfe=(12,), batch_size=2), tmp_path / "b2", show_progress=False
     )

@@ -64,7 +64,7 @@ def test_time_guidance_is_the_dps_constant_at_the_full_schedule_and_scales_with_
 
 def test_preset_files_from_before_the_time_parametrization_read_as_per_step(tmp_path):
     """A preset file without a format (dmap < 0.3) holds per-step step sizes: its entries
-    resolve to guidance="constant"; a file written now says format 2 and keeps "time"."""
+    resolve to guidance="constant"; a file written now says format 3 and keeps "time"."""
     import json
 
     from dmap.presets import load_presets, resolve_options, write_preset
@@ -78,7 +78,7 @@ def test_preset_files_from_before_the_time_parametrization_read_as_per_step(tmp_
     assert resolve_options("ddrm", "mnist", "sr4", presets=load_presets(old)).eta == 0.5
     new = tmp_path / "new.json"
     write_preset(new, "mnist", "sr4", "dps", METHODS["dps"].options(step_size=0.2), "test")
-    assert json.loads(new.read_text())["format"] == 2
+    assert json.loads(new.read_text())["format"] == 3
     assert resolve_options("dps", "mnist", "sr4", presets=load_presets(new)).guidance == "time"
     # the shipped presets are in the current format
     assert resolve_options("dps", "mnist", "sr4").guidance == "time"

@@ -8,21 +8,23 @@ from dmap.data import list_images, load_image, mnist, mnist_indices, save_image
 
 def test_mnist_split():
     train, ytr = mnist("train")
+    val, yva = mnist("validation")
     test, yte = mnist("test")
     counts = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
     n_train = sum(round(0.9 * c) for c in counts)
-    assert n_train == 9001 and train.shape == (9001, 1, 32, 32) and test.shape == (999, 1, 32, 32)
+    assert n_train == 9001 and train.shape == (9001, 1, 32, 32) and (len(val), len(test)) == (498, 501)
     assert train.dtype == torch.float32 and float(train.min()) == -1.0 and float(train.max()) == 1.0
     # 2 px of background on every side
     assert (train[:, :, :2] == -1).all() and (train[:, :, :, -2:] == -1).all()
-    total = torch.bincount(ytr, minlength=10) + torch.bincount(yte, minlength=10)
-    assert total.tolist() == [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
-    assert torch.bincount(yte, minlength=10).tolist() == [c - round(0.9 * c) for c in counts]
-    # per class, the first 90 % in file order are train
-    tr, te = mnist_indices("train"), mnist_indices("test")
-    assert len(np.intersect1d(tr, te)) == 0 and len(tr) + len(te) == 10000
+    total = sum(torch.bincount(y, minlength=10) for y in (ytr, yva, yte))
+    assert total.tolist() == counts
+    assert torch.bincount(yte, minlength=10).tolist() == [c - round(0.95 * c) for c in counts]
+    # per class, in file order: the first 90 % train, the next 5 % validation, the last 5 % test
+    tr, va, te = (mnist_indices(s) for s in ("train", "validation", "test"))
+    assert len(np.union1d(np.union1d(tr, va), te)) == len(tr) + len(va) + len(te) == 10000
     zeros = np.arange(1001)
-    assert np.array_equal(tr[:901], zeros[:901]) and np.array_equal(te[:100], zeros[901:])
+    assert np.array_equal(tr[:901], zeros[:901]) and np.array_equal(va[:50], zeros[901:951])
+    assert np.array_equal(te[:50], zeros[951:])
     with pytest.raises(ValueError, match="unknown split"):
         mnist("val")
 

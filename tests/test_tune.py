@@ -73,16 +73,13 @@ def test_several_budgets_score_one_setting_by_its_mean_psnr():
     assert [t["psnr"] for t in alone[:3]] == [t["psnr_per_budget"][0] for t in trials[:3]]
 
 
-def test_a_table_of_strengths_by_steps_widens_each_budget_at_its_edge():
-    from dmap.tune import tune_budgets
+def test_a_table_of_strengths_by_steps_comes_from_the_same_trials_at_every_budget():
+    from dmap.tune import budget_table, tune_budgets
 
     prior, task, x, y = setup()
-    best, trials, by_steps = tune_budgets(prior, task, "dps", x, y, nfe=(10, 20), around=DPSOptions(step_size=1e-3))
-    assert sorted(by_steps) == [10, 20] and best.steps == 20
-    for j, value in enumerate(by_steps[s] for s in sorted(by_steps)):
-        # the value is the best that budget scored, over the shared trials and its own
-        scores = {t["step_size"]: t["psnr_per_budget"][j] for t in trials if "budget_only" not in t}
-        scores |= {t["step_size"]: t["psnr"] for t in trials if t.get("budget_only") == (10, 20)[j]}
-        assert value == max(scores, key=scores.get)
-    # far too small a step size at both budgets: each is widened past the shared search
-    assert any("budget_only" in t for t in trials)
+    best, trials, by_steps = tune_budgets(prior, task, "dmap", x, y, nfe=(10, 20), fixed={"inner_steps": 2})
+    assert sorted(by_steps) == [4, 7] and best.steps == 7 and best.inner_steps == 2
+    # K fixed: every trial keeps it, and every trial ran at both budgets
+    assert all(t["inner_steps"] == 2 and t["nfe"] == [10, 19] and len(t["psnr_per_image"][1]) == 4 for t in trials)
+    assert len(trials) == len(GRID) + len(REFINE) + sum(t["step_size"] not in GRID for t in trials[len(GRID) : -len(REFINE)])
+    assert by_steps == budget_table(trials, "step_size", [4, 7])

@@ -103,7 +103,7 @@ def solve(
 ) -> Tensor:
     """Restore ``x`` from ``y = A(x) + n`` with ``method`` on ``prior``; returns ``x0`` in
     [-1, 1], ``[B, C, H, W]``.  Options not given (``steps=``, ``step_size=``, ...) come
-    from the preset for ``(prior.name, task.name, method)`` in ``presets`` (default: the
+    from the preset for ``(prior.name, task.name, method)`` and the task's noise regime in ``presets`` (default: the
     shipped ones, :func:`dmap.presets.load_presets`), then the method's defaults; ``nfe``
     sets the budget in network evaluations per image instead of ``steps``.  Pass
     one generator per image (``dmap.rng.sample_generators``) to make a batch equal to its
@@ -112,6 +112,6 @@ def solve(
     and lose several-fold on a busy one, ``benchmarks/api_threads.py``; ``None`` keeps
     torch's setting, e.g. for large images on a CPU).  See :func:`run_method` for ``cse``
     and the errors."""
-    opts = resolve_options(method, prior.name, task.name, presets=presets, nfe=nfe, **options)
+    opts = resolve_options(method, prior.name, task.name, presets=presets, nfe=nfe, sigma_y=task.sigma_y, **options)
     with torch_threads(threads):
         return run_method(method, prior, task, y, opts, generator=generator, callback=callback, cse=cse)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
-TRAIN_FRACTION = 0.9
+SPLITS = {"train": (0.0, 0.9), "validation": (0.9, 0.95), "test": (0.95, 1.0)}
 
 
 @cache
@@ -22,16 +22,18 @@ def _mnist_raw() -> tuple[np.ndarray, np.ndarray]:
 
 
 def mnist_indices(split: str) -> np.ndarray:
-    """Indices into the bundled file for ``split``: per class, the first 90 % in file
-    order are ``train``, the last 10 % ``test``."""
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
+    """Indices into the bundled file for ``split``: per class, in file order, the first
+    90 % are ``train`` (the priors, the CSE adapters and ``dmap tune`` see these), the
+    next 5 % ``validation`` (checks of presets, diagnostics), the last 5 % ``test``
+    (reported numbers only).  Disjoint; together the whole file."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+    lo, hi = SPLITS[split]
     _, labels = _mnist_raw()
     out = []
     for c in range(10):
         idx = np.flatnonzero(labels == c)
-        cut = int(round(TRAIN_FRACTION * len(idx)))
-        out.append(idx[:cut] if split == "train" else idx[cut:])
+        out.append(idx[int(round(lo * len(idx))) : int(round(hi * len(idx)))])
     return np.sort(np.concatenate(out))
 
 

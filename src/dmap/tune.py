@@ -31,13 +31,14 @@ def r3(v: float) -> float:
     return float(f"{v:.3g}")
 
 
-def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: int, options: Options, cse=None) -> float:
-    """Mean PSNR of ``method`` with ``options`` on ``(x, y)``; -inf if it fails (NaN, divergence)."""
+def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: int, options: Options, cse=None) -> list[float]:
+    """PSNR of ``method`` with ``options`` on each image of ``(x, y)``; -inf for each if it
+    fails (NaN, divergence)."""
     try:
         out = run_method(method, prior, task, y, options, generator=sample_generators(seed, len(x)), cse=cse)
     except SolveError:
-        return -math.inf
-    return float(psnr(out, x).mean())
+        return [-math.inf] * len(x)
+    return psnr(out, x).tolist()
 
 
 def tune(
@@ -50,29 +51,32 @@ def tune(
     nfe: int | tuple[int, ...] = 1000,
     seed: int = 0,
     around: Options | None = None,
+    fixed: dict | None = None,
     log: Callable[[dict], None] | None = None,
     cse=None,
 ) -> tuple[Options, list[dict]]:
-    """Search ``method``'s tunable option (and K for DMAP) at a budget of ``nfe`` network
-    evaluations per image, maximizing the mean PSNR on ``(x, y)`` — which must be
-    training images.  With several budgets, one setting for all of them: each trial runs
-    at every budget and scores the mean PSNR over them (-inf if it fails at any), and the
-    options returned carry the steps of the largest budget.  Returns the best options and
-    every trial (options, nfe, psnr; per budget when several).
+    """Search ``method``'s tunable option (and K for DMAP unless ``fixed`` sets it) at a
+    budget of ``nfe`` network evaluations per image, maximizing the mean PSNR on ``(x, y)``
+    — which must be training images.  With several budgets, one setting for all of them:
+    each trial runs at every budget and scores the mean PSNR over them (-inf if it fails
+    at any), and the options returned carry the steps of the largest budget.  ``fixed``
+    (e.g. ``{"inner_steps": 3}``) holds options every trial keeps.  Returns the best
+    options and every trial (options, nfe, psnr; per budget and per image when several).
 
     Full search: the coarse log grid (widened by factors of 3 while the best lies at an
-    edge), then each K choice for DMAP, then the refinements around the best.  With
-    ``around`` (options of a preset, e.g. another prior's), a local search instead: the
-    value times 1/3, 1 and 3, widened at an edge (K kept)."""
+    edge, at most twice), then each K choice for DMAP (K free), then the refinements
+    around the best.  With ``around`` (options of a preset, e.g. another prior's), a
+    local search instead: the value times 1/3, 1 and 3, widened at an edge (K kept)."""
     m = get_method(method)
     key = m.options.strength()
     if key is None:
         raise ValueError(f"{method} has no step size to tune; tunable: {', '.join(tunable())}")
     meta = {f.name: f.metadata for f in dataclasses.fields(m.options)}
-    k_key = next((name for name, md in meta.items() if "choices" in md), None)
+    fixed = dict(fixed or {})
+    k_key = next((name for name in m.options.keyed() if name not in fixed), None)
     budgets = (nfe,) if isinstance(nfe, int) else tuple(nfe)
     score = lambda opts: evaluate(prior, task, method, x, y, seed, opts, cse)  # noqa: E731
-    search = _Search(score, around or m.options(), key, k_key, budgets, log)
+    search = _Search(score, (around or m.options()).replace(**fixed), key, k_key, budgets, log)
     if around is not None:
         for v in (r3(getattr(around, key) / 3), r3(getattr(around, key)), r3(getattr(around, key) * 3)):
             search.run(v)
@@ -94,7 +98,7 @@ def tune(
 
 class _Search:
     """The trials of one :func:`tune` run: ``key`` set to a value (and ``k_key``, DMAP's K,
-    where given) on ``start``, each scored by ``score(options)`` at every budget."""
+    where given) on ``start``, each scored by ``score(options)`` (PSNR per image) at every budget."""
 
     def __init__(self, score, start: Options, key: str, k_key: str | None, budgets: tuple[int, ...], log) -> None:
         self.score, self.start, self.key, self.k_key, self.budgets, self.log = score, start, key, k_key, budgets, log
@@ -104,12 +108,13 @@ class _Search:
     def run(self, value: float, **extra) -> float:
         """Mean PSNR of one setting over the budgets (-inf if it fails at any)."""
         chosen = self.start.replace(**{self.key: value}, **extra)
-        scores = [self.score(chosen.for_budget(n)) for n in self.budgets]
+        per_image = [self.score(chosen.for_budget(n)) for n in self.budgets]
+        scores = [sum(p) / len(p) for p in per_image]
         opts, score = chosen.for_budget(max(self.budgets)), sum(scores) / len(scores)
         self.trials.append((opts, score))
         record = {**opts.to_dict(), "nfe": opts.nfe(), "psnr": score}
         if len(self.budgets) > 1:
-            record.update(nfe=[chosen.for_budget(n).nfe() for n in self.budgets], psnr_per_budget=scores)
+            record.update(nfe=[chosen.for_budget(n).nfe() for n in self.budgets], psnr_per_budget=scores, psnr_per_image=per_image)
         self.logged.append(record)
         if self.log is not None:
             self.log(record)
@@ -133,6 +138,30 @@ class _Search:
             self.run(r3(top * 3 if top == max(tried) else top / 3), **self.kept(self.best()))
 
 
+def paired_se(a: list[float], b: list[float]) -> float:
+    """Standard error of the mean of ``a - b`` (paired per image; inf if either failed)."""
+    d = [u - v for u, v in zip(a, b)]
+    if not all(math.isfinite(v) for v in d):
+        return math.inf
+    mean = sum(d) / len(d)
+    return math.sqrt(sum((v - mean) ** 2 for v in d) / max(len(d) - 1, 1) / len(d))
+
+
+def per_budget(trials: list[dict]) -> list[dict]:
+    """Of ``trials`` run at several budgets (same K), the trial used at each budget: the
+    best over all budgets unless another trial beats it at that budget by more than the
+    standard error of their paired difference on the tuning images — on a handful of
+    images a lone best would be chance as often as not, and would make the strength jump
+    from budget to budget."""
+    joint = max(trials, key=lambda t: t["psnr"])
+    chosen = []
+    for j in range(len(joint["psnr_per_budget"])):
+        top = max(trials, key=lambda t: t["psnr_per_budget"][j])
+        gain = top["psnr_per_budget"][j] - joint["psnr_per_budget"][j]
+        chosen.append(top if gain > paired_se(top["psnr_per_image"][j], joint["psnr_per_image"][j]) else joint)
+    return chosen
+
+
 def tune_budgets(
     prior: Prior,
     task: Task,
@@ -143,30 +172,34 @@ def tune_budgets(
     nfe: tuple[int, ...],
     seed: int = 0,
     around: Options | None = None,
+    fixed: dict | None = None,
     log: Callable[[dict], None] | None = None,
     cse=None,
 ) -> tuple[Options, list[dict], dict[int, float]]:
-    """:func:`tune` at several budgets, then the best strength at each: the one setting with
-    the best mean PSNR over ``nfe`` (options at the largest budget), the trials, and
-    ``{steps: strength}`` for the steps of each budget, from the same trials, widened at
-    that budget alone (x3 or /3, at most twice) while its best lies at an edge of the
-    values tried.  A preset with this table (``by_steps``) uses the strength for the steps
-    a run takes (:func:`dmap.presets.strength_at`)."""
-    best, trials = tune(prior, task, method, x, y, nfe=nfe, seed=seed, around=around, log=log, cse=cse)
-    key = get_method(method).options.strength()
-    by_steps = {}
-    for j, n in enumerate(nfe):
-        scores = {t[key]: t["psnr_per_budget"][j] for t in trials if "budget_only" not in t}
-        for _ in range(2):
-            top = max(scores, key=scores.get)
-            if top not in (min(scores), max(scores)) or len(scores) < 2:
-                break
-            value = r3(top * 3 if top == max(scores) else top / 3)
-            opts = best.replace(**{key: value}).for_budget(n)
-            scores[value] = evaluate(prior, task, method, x, y, seed, opts, cse)
-            record = {**opts.to_dict(), "nfe": opts.nfe(), "psnr": scores[value], "budget_only": n}
-            trials.append(record)
-            if log is not None:
-                log(record)
-        by_steps[best.for_budget(n).steps] = max(scores, key=scores.get)
-    return best, trials, by_steps
+    """:func:`tune` at several budgets, then the strength at each: the one setting with the
+    best mean PSNR over ``nfe`` (options at the largest budget), the trials, and ``{steps:
+    strength}`` for the steps of each budget from the same trials (:func:`per_budget`), so
+    that every budget is tuned with the same trials.  A budget is a cap: where the setting
+    of a smaller budget scored higher than this budget's best by more than the standard
+    error of their paired difference, the entry is ``[strength, steps]`` of that smaller
+    budget (its fewer steps), so that the presets' PSNR does not fall as the budget grows.
+    A preset with this table (``by_steps``) uses it for the steps a run's budget gives
+    (:func:`dmap.presets.at_steps`)."""
+    best, trials = tune(prior, task, method, x, y, nfe=nfe, seed=seed, around=around, fixed=fixed, log=log, cse=cse)
+    kept = [t for t in trials if all(t.get(k) == getattr(best, k) for k in best.keyed())]
+    return best, trials, budget_table(kept, best.strength(), [best.for_budget(n).steps for n in nfe])
+
+
+def budget_table(trials: list[dict], key: str, steps: list[int]) -> dict[int, float | list]:
+    """``{steps: strength or [strength, fewer steps]}`` from ``trials`` run at budgets of
+    ``steps`` steps (ascending): each budget's trial (:func:`per_budget`), or the one of
+    the last budget not capped where that scored higher on the tuning images, at its own
+    budget, by more than the standard error of their paired difference."""
+    chosen, used, table = per_budget(trials), 0, {}
+    for j, n in enumerate(steps):
+        here, there = chosen[j], chosen[used]
+        se = paired_se(here["psnr_per_image"][j], there["psnr_per_image"][used])
+        if here["psnr_per_budget"][j] >= there["psnr_per_budget"][used] - se:
+            used = j
+        table[n] = here[key] if used == j else [there[key], steps[used]]
+    return table

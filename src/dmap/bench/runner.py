@@ -31,7 +31,7 @@ from dmap.data import load_kernel, load_mask, mnist_spread
 from dmap.imageset import ImageSet, image_set
 from dmap.metrics import psnr, ssim
 from dmap.operators.tasks import Task
-from dmap.presets import load_presets, resolve_options
+from dmap.presets import PresetError, load_presets, resolve_options, select
 from dmap.priors.base import fingerprint
 from dmap.rng import seeded
 from dmap.solvers import Options
@@ -117,14 +117,28 @@ class Bench:
 
     def options(self, task: str, spec: str, budget: int) -> Options:
         """The options of ``spec`` on ``task`` at ``budget`` (evaluations or steps, by protocol)."""
-        name, overrides, _ = parse_method(spec)
+        name, overrides, sigma_y = *self.fixed(spec), self.config.sigma_y
         try:
             if self.config.protocol == "equal-nfe":
-                return resolve_options(name, self.prior.name, task, presets=self.table, nfe=budget, **overrides)
-            overrides = {**dmap.METHODS[name].options.paper_protocol, **overrides}  # what the paper's protocol fixes
-            return resolve_options(name, self.prior.name, task, presets=self.table, **overrides, steps=budget)
+                return resolve_options(name, self.prior.name, task, presets=self.table, nfe=budget, sigma_y=sigma_y, **overrides)
+            return resolve_options(name, self.prior.name, task, presets=self.table, sigma_y=sigma_y, **overrides, steps=budget)
         except ValueError as e:
             raise BenchError(f"{spec}: {e}") from None
+
+    def fixed(self, spec: str) -> tuple[str, dict]:
+        """The method of ``spec`` and the options it and the protocol fix (equal-steps: the
+        paper's, e.g. DMAP's K = 3, under the spec's own)."""
+        name, overrides, _ = parse_method(spec)
+        paper = dmap.METHODS[name].options.paper_protocol if self.config.protocol == "equal-steps" else {}
+        return name, {**paper, **overrides}
+
+    def preset_used(self, task: str, spec: str) -> str | None:
+        """Which preset entry a cell's options come from (:func:`dmap.presets.select`)."""
+        name, fixed = self.fixed(spec)
+        try:
+            return select(self.table, self.prior.name, task, name, sigma_y=self.config.sigma_y, fixed=fixed)[1]
+        except PresetError:  # (none at the spec's K: its strength is given, or options() refused it)
+            return None
 
     def _cell(self, task: str, spec: str, nfe: int) -> dict:
         name, _, _ = parse_method(spec)
@@ -134,6 +148,7 @@ class Bench:
         if reason:
             raise BenchError(f"{spec}: {reason}")
         cell = {"task": task, "method": spec, "nfe_budget": nfe, "nfe": opts.nfe(), "options": opts.to_dict()}
+        cell["preset"] = self.preset_used(task, spec)
         if method.uses_cse:
             cse = self.cse(task, spec)
             cell["cse"] = {

@@ -26,6 +26,7 @@ from dmap.cli.common import (
     load_cse_or_usage,
     load_prior_or_usage,
     nonnegative,
+    option_overrides,
     positive_int,
 )
 from dmap.operators import DEFAULT_SIGMA_Y
@@ -54,7 +55,12 @@ def _bench_parser(sub) -> None:
     b.add_argument("--tasks", required=True, help=f"comma-separated, from: {', '.join(dmap.TASKS)}")
     b.add_argument("--methods", required=True, help=f"comma-separated, from: {', '.join(METHODS)} (with [options])")
     b.add_argument("--images", type=positive_int, default=32, help="digits evenly spaced over the split (32)")
-    b.add_argument("--split", choices=["test", "train"], default="test", help="test (default) or train")
+    b.add_argument(
+        "--split",
+        choices=["test", "validation", "train"],
+        default="test",
+        help="test (default; reported numbers), validation (checks of presets) or train (tuning)",
+    )
     b.add_argument(
         "--protocol",
         choices=PROTOCOLS,
@@ -149,6 +155,19 @@ def _tune_parser(sub) -> None:
     t.add_argument(
         "--around", metavar="PRIOR", help="a local search around this prior's presets (x1/3, x1, x3, widened at an edge; K kept)"
     )
+    t.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an option every trial keeps, e.g. inner_steps=3: DMAP's K is then not searched and the preset is "
+        "the one a run at that K takes (repeatable)",
+    )
+    t.add_argument(
+        "--sigma-y",
+        type=nonnegative,
+        default=DEFAULT_SIGMA_Y,
+        help=f"measurement noise std of the tuning measurements ({DEFAULT_SIGMA_Y}); 0 writes the noiseless preset",
+    )
     t.add_argument("--cse", metavar="FILE", help="adapter for the cse methods (default: the shipped one)")
     t.add_argument("--data", metavar="SOURCE", help=DATA_HELP.replace("bundled digits", "train digits"))
     add_threads(t)
@@ -227,30 +246,40 @@ def cmd_tune(args) -> int:
     OutputFolder.prepare(out.parent or ".")
     prior = load_prior_or_usage(args.prior, args)
     try:
-        task, x, y = tuning_problem(prior, args.task, args.images, data=args.data)
+        task, x, y = tuning_problem(prior, args.task, args.images, sigma_y=args.sigma_y, data=args.data)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e)) from None
     task, x, y = task.to(prior.device), x.to(prior.device), y.to(prior.device)
-    around = resolve_options(args.method, args.around, args.task) if args.around else None
+    fixed = option_overrides(args.option)
+    try:
+        around = resolve_options(args.method, args.around, args.task, sigma_y=args.sigma_y, **fixed) if args.around else None
+        start = (around or METHODS[args.method].options()).replace(**fixed)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"--option: {e}") from None
     for budget in args.nfe:
-        check_suited(args.method, task, (around or METHODS[args.method].options()).for_budget(budget), prior)
+        check_suited(args.method, task, start.for_budget(budget), prior)
     cse = load_cse_or_usage(prior, task, args.cse) if METHODS[args.method].uses_cse else None
 
     def show(trial: dict) -> None:
         if not args.json:
             print(
-                "  ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.items()),
+                "  ".join(
+                    f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in trial.items() if k != "psnr_per_image"
+                ),
                 file=sys.stderr,
                 flush=True,
             )
 
     by_steps = None
     if len(args.nfe) > 1:
-        chosen, trials, by_steps = tune_budgets(prior, task, args.method, x, y, nfe=args.nfe, around=around, log=show, cse=cse)
+        chosen, trials, by_steps = tune_budgets(
+            prior, task, args.method, x, y, nfe=args.nfe, around=around, fixed=fixed, log=show, cse=cse
+        )
     else:
-        chosen, trials = tune(prior, task, args.method, x, y, nfe=args.nfe, around=around, log=show, cse=cse)
+        chosen, trials = tune(prior, task, args.method, x, y, nfe=args.nfe, around=around, fixed=fixed, log=show, cse=cse)
     note = _tune_note(args, trials, by_steps)
-    write_preset(out, prior.name, args.task, args.method, chosen, note, by_steps)
+    free_k = not set(chosen.keyed()) & set(fixed)
+    write_preset(out, prior.name, args.task, args.method, chosen, note, by_steps, sigma_y=args.sigma_y, default=free_k)
     if args.json:
         print(json.dumps({"chosen": chosen.to_dict(), "by_steps": by_steps, "trials": trials}))
     else:
@@ -265,12 +294,14 @@ def _tune_note(args, trials: list[dict], by_steps: dict | None) -> str:
         f"dmap tune --prior {args.prior} --task {args.task} --method {args.method} --images {args.images} "
         f"--nfe {budgets}"
         + f" --around {args.around}" * bool(args.around)
+        + "".join(f" --option {k}={v}" for k, v in option_overrides(args.option).items())
+        + f" --sigma-y {args.sigma_y:g}" * (args.sigma_y != DEFAULT_SIGMA_Y)
         + f" --cse {args.cse}" * bool(args.cse)
         + f" --data {args.data}" * bool(args.data)
     )
     return (
         f"{command}: {args.images} train digits, {budgets} network evaluations per image, best mean PSNR "
-        f"{max(t['psnr'] for t in trials if 'budget_only' not in t):.2f} dB over {len(trials)} trials"
+        f"{max(t['psnr'] for t in trials):.2f} dB over {len(trials)} trials"
         + f"; best step size per number of steps {by_steps}"
         * bool(by_steps)
     )
@@ -281,10 +312,10 @@ def _chosen_line(chosen, trials: list[dict], by_steps: dict | None, args) -> str
     strength = type(chosen).strength()
     searched = [strength] + [f.name for f in dataclasses.fields(chosen) if "choices" in f.metadata]
     values = ", ".join(f"{name.replace('_', ' ')} {getattr(chosen, name):g}" for name in searched)
-    best = max(t["psnr"] for t in trials if "budget_only" not in t)
+    best = max(t["psnr"] for t in trials)
     line = f"chose {values}: {best:.2f} dB mean PSNR on {args.images} train images at {','.join(map(str, args.nfe))} evaluations"
     if by_steps:
         line += f"; best {strength.replace('_', ' ')} by number of steps: " + ", ".join(
-            f"{k} -> {v:g}" for k, v in by_steps.items()
+            f"{k} -> {v:g}" if not isinstance(v, list) else f"{k} -> {v[0]:g} at {v[1]} steps" for k, v in by_steps.items()
         )
     return line

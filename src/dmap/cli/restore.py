@@ -160,7 +160,7 @@ def _options(args):
         raise UsageError(f"--cse applies to the cse methods only, not {args.method}")
     try:
         table = load_presets(args.presets) if args.presets else None
-        return resolve_options(args.method, args.prior, args.task, presets=table, nfe=args.nfe, **overrides)
+        return resolve_options(args.method, args.prior, args.task, presets=table, nfe=args.nfe, sigma_y=args.sigma_y, **overrides)
     except (ValueError, PresetError) as e:
         raise UsageError(str(e)) from None
 
@@ -355,7 +355,7 @@ def cmd_demo(args) -> int:
         labels += [f"{name}: truth", f"{name}: measured"]
         scores = []
         for method in methods:
-            opts = resolve_options(method, prior.name, name, nfe=args.nfe)
+            opts = resolve_options(method, prior.name, name, nfe=args.nfe, sigma_y=task.sigma_y)
             bar = progress_bar(opts.steps, f"{method} {name}")
             xhat = dmap.run_method(
                 method,

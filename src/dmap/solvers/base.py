@@ -92,6 +92,12 @@ class Options(Config):
         """The option that ``dmap tune`` searches on a grid (step size, guidance rate)."""
         return next((f.name for f in dataclasses.fields(cls) if "grid" in f.metadata), None)
 
+    @classmethod
+    def keyed(cls) -> dict[str, Any]:
+        """The fields declared with ``choices`` (DMAP's K) and their defaults: a preset holds
+        one entry per value of these, since the strength tuned at one does not hold at another."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if "choices" in f.metadata}
+
 
 @dataclass(frozen=True)
 class ReverseOptions(Options):

@@ -42,7 +42,7 @@ class DAPSOptions(Options):
     steps: int = 200
     ode_steps: int = 5
     langevin_steps: int = 50
-    lr: float = tunable(0.3, grid=(0.03, 0.1, 0.3, 1.0), refine=(0.58, 1.73))
+    lr: float = tunable(0.3, grid=(0.01, 0.03, 0.1, 0.3, 1.0), refine=(0.58, 1.73))
     min_sigma: float = 0.01
 
     def check(self) -> None:

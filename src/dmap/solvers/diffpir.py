@@ -39,7 +39,7 @@ class DiffPIROptions(Options):
 
     steps: int = 100
     spacing: str = "quadratic"  # the DiffPIR code's grid (dense at low noise)
-    lam: float = tunable(7.0, grid=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0), refine=(0.58, 1.73))
+    lam: float = tunable(7.0, grid=(0.003, 0.01, 0.03, 0.1, 0.3), refine=(0.58, 1.73))
     zeta: float = 0.3
     cg_iters: int = 50
     needs: ClassVar[tuple[str, ...]] = ("linear",)

@@ -36,7 +36,7 @@ class DSGOptions(GuidanceOptions):
     :class:`~dmap.solvers.base.GuidanceOptions` for ``guidance`` and ``clamp``)."""
 
     steps: int = 1000
-    guidance_rate: float = tunable(0.1, grid=(0.05, 0.1, 0.2, 0.4, 0.8), refine=(0.71, 1.41))
+    guidance_rate: float = tunable(0.1, grid=(0.01, 0.03, 0.1, 0.3, 1.0), refine=(0.58, 1.73))
     interval: int = 1
 
     def rate(self, t: int, t_prev: int) -> float:

@@ -40,7 +40,7 @@ class REDDiffOptions(Options):
     ``obs_weight`` (v) weighs the data term."""
 
     steps: int = 1000
-    lam: float = tunable(0.25, grid=(0.01, 0.03, 0.1, 0.3, 1.0, 3.0), refine=(0.58, 1.73))
+    lam: float = tunable(0.25, grid=(0.003, 0.01, 0.03, 0.1, 0.3), refine=(0.58, 1.73))
     lr: float = 0.1
     obs_weight: float = 1.0
 
