@@ -7,7 +7,8 @@ of the shipped presets at the same budgets.
         [--grid 0.1,0.3,1,3] [--rate-grid 0.01,0.03,0.1,0.3] [--images 8]
 
 Resumable: every trial is a line of ``benchmarks/results/guidance_budget/<prior>.jsonl``
-(``<prior>-test.jsonl`` on test digits; ``-<images>`` added when not 8);
+(``<prior>-validation.jsonl`` on validation digits; ``<prior>-test.jsonl`` holds the checks
+made on test digits before dmap 0.7; ``-<images>`` added when not 8);
 a rerun skips the trials already there and rewrites ``<prior>.md``: per (method, task,
 guidance), the best PSNR at each budget and the PSNR there of the setting best at 250
 (the baselines pigdm, daps, reddiff, diffpir: their strength on their own tuning grid, the
@@ -161,9 +162,10 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument(
         "--split",
-        choices=["train", "test"],
+        choices=["train", "validation"],
         default="train",
-        help="train: the tuning digits; test: digits evenly spaced over the test split (<prior>-test.*)",
+        help="train: the tuning digits; validation: digits evenly spaced over the validation split "
+        "(<prior>-validation.*; a check of presets never runs on test digits, docs/presets.md)",
     )
     ap.add_argument("--from-tune", action="store_true", help="read the gaps off the tuning trials instead (no solve)")
     ap.add_argument("--reference", type=int, default=250, help="with --from-tune: the budget the one setting is chosen at")
@@ -174,7 +176,7 @@ def main() -> None:
         )
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
-    name = args.prior + ("-test" if args.split == "test" else "") + (f"-{args.images}" if args.images != 8 else "")
+    name = args.prior + ("-validation" if args.split == "validation" else "") + (f"-{args.images}" if args.images != 8 else "")
     path = OUT / f"{name}.jsonl"
     done = {(r["method"], r["task"], r["guidance"], r["nfe"], r["value"]) for r in trials(path)}
     presets_done = {(r["method"], r["task"], r["nfe"]): r["options"] for r in trials(path) if r["guidance"] == "preset"}
@@ -182,8 +184,8 @@ def main() -> None:
     budgets = [int(v) for v in args.nfe.split(",")]
     for task_name in args.tasks.split(","):
         task, x, y = tuning_problem(prior, task_name, args.images)
-        if args.split == "test":  # the same operator and noise seeds, test digits
-            x = mnist_spread(args.images, "test")[0]
+        if args.split == "validation":  # the same operator and noise seeds, validation digits
+            x = mnist_spread(args.images, "validation")[0]
             y = task.simulate(x, generator=sample_generators(TASK_SEED + 1, args.images))
         for method in args.methods.split(","):
             options = get_method(method).options

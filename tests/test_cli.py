@@ -174,6 +174,14 @@ BAD = [
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--step-size", "inf"], "finite"),
     (["restore", "{digit}", "--task", "inpaint-box", "--method", "dps", "--observed"], "--observed"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--inner-steps", "2"], "unknown setting(s) inner_steps"),
+    (
+        ["restore", "{digit}", "--task", "sr4", "--method", "dmap", "--inner-steps", "2"],
+        "no noisy preset for dmap with inner_steps=2",
+    ),
+    (
+        ["tune", "--task", "sr4", "--method", "dmap", "--option", "inner_steps=0", "--out", "{missing}.json"],
+        "--option: inner steps",
+    ),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--cse", "{missing}"], "cse methods only"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--presets", "{missing}"], "no such preset file"),
     (["restore", "{digit}", "--task", "sr4", "--method", "dps", "--presets", "{notimage}"], "not a preset file"),

@@ -1,5 +1,6 @@
 """Presets keyed by noise regime and K, the budget as a cap, and the per-budget choice of tuning."""
 
+import dataclasses
 import json
 import math
 
@@ -60,6 +61,10 @@ def test_equal_steps_dmap_gets_the_preset_tuned_at_the_papers_k_or_nothing(tmp_p
     run_bench(config, tmp_path / "b")
     cell = json.loads((tmp_path / "b" / "manifest.json").read_text())["cells"][0]
     assert (cell["options"]["inner_steps"], cell["options"]["step_size"], cell["preset"]) == (3, 0.6, "noisy, inner_steps=3")
+    # noiseless measurements with only a noisy preset: used, and the summary says so
+    (summary,) = run_bench(dataclasses.replace(config, sigma_y=0.0), tmp_path / "c")
+    assert summary["preset"] == "noisy (none for noiseless), inner_steps=3"
+    assert "dmap: presets of the other noise regime" in (tmp_path / "c" / "summary.md").read_text()
 
 
 def test_every_shipped_dmap_preset_has_an_entry_at_the_papers_k():
@@ -105,6 +110,9 @@ def test_format_2_files_read_as_one_noisy_entry(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": 3, "presets": {"mnist": {"sr4": {"dps": [{"noise": "loud"}]}}}}))
     with pytest.raises(PresetError, match="noise must be one of noisy, noiseless"):
+        load_presets(bad)
+    bad.write_text(json.dumps({"format": 3, "presets": {"mnist": {"sr4": {"dps": {"step_size": 0.3}}}}}))
+    with pytest.raises(PresetError, match="a list of entries"):
         load_presets(bad)
     bad.write_text(json.dumps({"format": 3, "presets": {"mnist": {"sr4": {"dps": [{"by_steps": {"100": [0.3, 200]}}]}}}}))
     with pytest.raises(PresetError, match="by_steps"):

@@ -15,7 +15,7 @@ from dmap.presets import load_presets, resolve_options
 from dmap.priors.denoiser import from_denoiser
 from dmap.solvers import METHODS
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 _CATALOGUE = ("load_prior", "PRIORS", "DEFAULT_PRIOR")
 
 

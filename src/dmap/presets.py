@@ -53,8 +53,10 @@ def validate(table: Table, what: str) -> Table:
     for prior, tasks in table.items():
         for task, methods in tasks.items():
             for method, entries in methods.items():
-                for entry in entries if isinstance(entries, list) else [entries]:
-                    where = f"{what}: {prior}/{task}/{method}"
+                where = f"{what}: {prior}/{task}/{method}"
+                if not (isinstance(entries, list) and all(isinstance(e, dict) for e in entries)):
+                    raise PresetError(f"{where}: a list of entries (format {FORMAT}), got {type(entries).__name__}")
+                for entry in entries:
                     options = dict(entry)
                     by_steps, noise = options.pop("by_steps", {}), options.pop("noise", "noisy")
                     try:

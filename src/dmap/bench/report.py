@@ -19,6 +19,7 @@ SUMMARY_FIELDS = [
     "nfe_budget",
     "steps",
     "nfe",
+    "preset",
     "psnr_mean",
     "psnr_se",
     "diverged",
@@ -89,6 +90,7 @@ def cells(rows: list[dict], config, manifest: dict) -> list[dict]:
                         "nfe_budget": n,
                         "steps": cell_of[(t, m, n)]["options"]["steps"],
                         "nfe": cell_of[(t, m, n)]["nfe"],
+                        "preset": cell_of[(t, m, n)].get("preset"),
                         "psnr_mean": p_mean,
                         "psnr_se": p_se,
                         "diverged": sum("diverged" in r for r in sel),
@@ -192,6 +194,7 @@ def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
         + (f", {config.draws} draws of operator, noise and seed per image (averaged per image first)" if config.draws > 1 else "")
         + " (manifest.json has every setting)"
         + ("; FID and KID: each cell's restorations against their truths" if "fid" in config.metrics else "")
+        + _other_regime(summary)
         + "\n\n"
         + markdown(summary)
     )
@@ -201,6 +204,12 @@ def write_report(bench, rows: list[dict], summary: list[dict]) -> list[Path]:
         w.writerows(summary)
     written = [out / "summary.json", out / "summary.md", out / "summary.csv"]
     return written + _plots(out, config, summary) + _grids(bench, out, config)
+
+
+def _other_regime(summary: list[dict]) -> str:
+    """The note naming the methods that ran with a preset of the other noise regime."""
+    methods = sorted({c["method"] for c in summary if "none for" in (c.get("preset") or "")})
+    return f"; **{', '.join(methods)}: presets of the other noise regime** (none tuned for this one)" if methods else ""
 
 
 def _images(config) -> str:
