@@ -11,7 +11,9 @@ The prior is the shipped `mnist-latent` (or a folder from `dmap train --latent`,
 presets `python benchmarks/tune_presets.py --prior FOLDER` stores under the folder's name).
 
 1. Adapters: a ControlNet per (task, sigma_y) from 100 train digits (`dmap train-cse`
-   into ``ADAPTERS/<task>-sigma<s>/``; one already there is kept).
+   into ``ADAPTERS/<task>-sigma<s>/``; one already there is kept); ``--adapters-only`` makes
+   them and stops (`python benchmarks/latent_tasks.py --adapters-only`: the ten adapters
+   behind the latent CSE columns; training is seeded: init, batches, masks and noise).
 2. A `dmap bench` per (protocol, sigma_y, task) into
    ``benchmarks/results/latent_tasks/<protocol>-sigma<s>-<budgets>/<task>/`` (resumable,
    ``--refresh``): dps, dsg, dmap, cse, dps+cse, dmap+cse (DMAP with K = 3 under equal steps).
@@ -133,7 +135,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--sides", default="latent,pixel", help="what to run: latent (adapters, benches), pixel (dsg, cse)")
     ap.add_argument("--table", action="store_true", help="only write and print the table")
+    ap.add_argument(
+        "--adapters-only", action="store_true", help="only train the ControlNet adapters (one per task and sigma_y) into --adapters"
+    )
     args = ap.parse_args()
+    if args.adapters_only:
+        for path in [adapter(args, t, float(s)) for s in args.sigma_y.split(",") for t in args.tasks.split(",")]:
+            print(path)
+        return
     if not args.table:
         for spec in args.runs.split("/"):
             protocol, budgets = spec.split(":")
