@@ -15,8 +15,9 @@ better come from the same trials (:func:`dmap.tune.tune_budgets`).
 
 Each call writes its own preset file and trials under ``--trials``
 (``<prior>-<task>-<method>-<noise>.json``, ``.presets.json``); a cell already there is
-skipped, so an interrupted campaign resumes.  ``--ship`` replaces the prior's table in the
-shipped file with the cells tuned (and their notes into ``docs/preset-provenance.md``).
+skipped, so an interrupted campaign resumes.  ``--ship`` writes the cells tuned into the
+shipped file, each in place of the earlier entries of its (task, method, regime), and their
+notes into ``docs/preset-provenance.md``.
 """
 
 from __future__ import annotations
@@ -61,23 +62,28 @@ def run_cell(prior: str, task: str, method: str, noise: str, images: int, folder
 
 
 def ship(prior: str, folder: Path) -> None:
-    """The prior's tuned cells into the shipped file (its earlier table replaced) and their
-    notes into the provenance table."""
+    """The prior's tuned cells into the shipped file — each (task, method, regime) tuned
+    replaces that regime's earlier entries of the method, the rest is kept — and their
+    notes into the provenance table (in place of the earlier entries' rows)."""
     data = json.loads(SHIPPED.read_text())
-    table: dict = {}
+    table = data["presets"].setdefault(prior, {})
     notes: dict = {}
     for path in sorted(folder.glob(f"{prior}-*.presets.json")):
         cell = read_preset_file(path)
         for task, methods in cell["presets"][prior].items():
             for method, entries in methods.items():
+                tuned = {e["noise"] for e in entries}
+                old = table.setdefault(task, {}).get(method, [])
+                table[task][method] = [e for e in old if e.get("noise", "noisy") not in tuned]
                 for entry in entries:
-                    merge(table.setdefault(task, {}), method, entry, default=True)
+                    merge(table[task], method, entry, default=True)
         notes.update(cell.get("notes", {}))
-    data["presets"][prior] = table
     SHIPPED.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    replaced = {"/".join(k.split("/")[:3]) for k in notes if k.split("/")[3] == "noisy"}
     head, _, rest = PROVENANCE.read_text().partition("| preset |")
-    rows = [line for line in rest.splitlines()[2:] if line.startswith("| `") and not line.startswith(f"| `{prior}/")]
-    rows += [f"| `{k}` | {v.replace('|', '/')} |" for k, v in sorted(notes.items())]
+    rows = [line for line in rest.splitlines()[2:] if line.startswith("| `") and line.split("`")[1] not in replaced | set(notes)]
+    rows += [f"| `{k}` | {v.replace('|', '/')} |" for k, v in notes.items()]
+    rows.sort(key=lambda row: (row.split("`")[1].count("/"), row.split("`")[1]))
     PROVENANCE.write_text(head + "| preset | how it was made |\n|---|---|\n" + "\n".join(rows) + "\n")
     print(f"shipped {len(notes)} {prior} presets into {SHIPPED}")
 
