@@ -57,7 +57,7 @@ def test_a_device_that_is_not_one_is_named(device, message, digit, tmp_path, cap
 
 def test_bench_refuses_more_digits_than_the_split_holds(tmp_path, capsys):
     code = main(["bench", "--tasks", "sr4", "--methods", "dps", "--images", "100000", "--out", str(tmp_path / "b")])
-    one_line_error(capsys, code, "--images 100000: the test split holds 999 digits, 100000 asked for")
+    one_line_error(capsys, code, "--images 100000: the test split holds 501 digits, 100000 asked for")
     assert not (tmp_path / "b").exists()
 
 
@@ -151,7 +151,7 @@ def test_tune_says_its_choice_in_words(tmp_path, capsys):
     argv = ["tune", "--prior", "gmm-mnist", "--task", "sr4", "--method", "dps", "--images", "1", "--nfe", "3,6"]
     assert main(argv + ["--around", "gmm-mnist", "--out", str(out)]) == 0
     (line,) = capsys.readouterr().out.splitlines()
-    chosen = json.loads(out.read_text())["presets"]["gmm-mnist"]["sr4"]["dps"]
+    (chosen,) = json.loads(out.read_text())["presets"]["gmm-mnist"]["sr4"]["dps"]
     assert (
         line.startswith(f"chose step size {chosen['step_size']:g}: ")
         and " dB mean PSNR on 1 train images at 3,6 evaluations" in line

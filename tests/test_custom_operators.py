@@ -106,7 +106,9 @@ def test_poisson_restorations_are_finite_and_a_batch_equals_its_images():
         [dmap.solve("dps", prior, task, y[i : i + 1], generator=sample_generators(2, 1, i), **opts) for i in range(3)]
     )
     assert torch.isfinite(batch).all()
-    torch.testing.assert_close(batch, single, rtol=1e-4, atol=1e-4)
+    # equal up to the float32 rounding of the convolutions, which differs with the batch size
+    # and which DPS amplifies (at most 0.055 per pixel on `mnist`, benchmarks/results/batch_independence.md)
+    torch.testing.assert_close(batch, single, rtol=0, atol=5e-3)
     with pytest.raises(ValueError, match="trained for Gaussian noise"):
         dmap.solve("dps+cse", prior, task, y, steps=2)
 

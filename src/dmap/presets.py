@@ -252,6 +252,10 @@ def resolve_options(
     given = {k: v for k, v in overrides.items() if v is not None}
     if nfe is not None and "steps" in given:
         raise ValueError("give the budget (nfe, --nfe) or the steps (--steps), not both: the steps follow from the budget")
+    try:
+        m.options.from_dict(given, method)  # (a bad value is named before any preset is looked up)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
     values: dict[str, Any] = {}
     for name in filter(None, (m.base, method)):
         try:
