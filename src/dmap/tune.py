@@ -175,7 +175,7 @@ def tune_budgets(
     fixed: dict | None = None,
     log: Callable[[dict], None] | None = None,
     cse=None,
-) -> tuple[Options, list[dict], dict[int, float]]:
+) -> tuple[Options, list[dict], dict[int, float | list]]:
     """:func:`tune` at several budgets, then the strength at each: the one setting with the
     best mean PSNR over ``nfe`` (options at the largest budget), the trials, and ``{steps:
     strength}`` for the steps of each budget from the same trials (:func:`per_budget`), so
