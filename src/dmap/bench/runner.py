@@ -117,7 +117,8 @@ class Bench:
 
     def options(self, task: str, spec: str, budget: int) -> Options:
         """The options of ``spec`` on ``task`` at ``budget`` (evaluations or steps, by protocol)."""
-        name, overrides, sigma_y = *self.fixed(spec), self.config.sigma_y
+        name, overrides = self.fixed(spec)
+        sigma_y = self.config.sigma_y
         try:
             if self.config.protocol == "equal-nfe":
                 return resolve_options(name, self.prior.name, task, presets=self.table, nfe=budget, sigma_y=sigma_y, **overrides)
