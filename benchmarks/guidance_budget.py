@@ -37,10 +37,8 @@ from collections import defaultdict
 import torch
 
 from common import RESULTS
-from dmap.catalogue import PAPER_TASKS, TASK_SEED, load_prior, tuning_problem
-from dmap.data import mnist_spread
+from dmap.catalogue import PAPER_TASKS, load_prior, tuning_problem
 from dmap.presets import resolve_options
-from dmap.rng import sample_generators
 from dmap.solvers import get_method
 from dmap.tune import evaluate
 
@@ -183,10 +181,7 @@ def main() -> None:
     prior = load_prior(args.prior)
     budgets = [int(v) for v in args.nfe.split(",")]
     for task_name in args.tasks.split(","):
-        task, x, y = tuning_problem(prior, task_name, args.images)
-        if args.split == "validation":  # the same operator and noise seeds, validation digits
-            x = mnist_spread(args.images, "validation")[0]
-            y = task.simulate(x, generator=sample_generators(TASK_SEED + 1, args.images))
+        task, x, y = tuning_problem(prior, task_name, args.images, split=args.split)
         for method in args.methods.split(","):
             options = get_method(method).options
             fields = {f.name: f for f in dataclasses.fields(options)}

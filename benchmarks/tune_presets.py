@@ -11,7 +11,12 @@ way: its 5-value log grid (factors of about 3), widened by x3 at an edge at most
 x0.58 and x1.73 around the best — 7 to 9 trials, every trial at every budget — DMAP and
 DMAP+CSE at the paper's K = 3 (``--option inner_steps=3``, the K the paper's protocol fixes;
 other K: tune them alike).  The strength per budget and the caps where fewer steps did
-better come from the same trials (:func:`dmap.tune.tune_budgets`).
+better come from the same trials (:func:`dmap.tune.tune_budgets`).  Then each cell's table
+is checked on ``--check`` *validation* digits (32; the tuning's operator and noise seeds):
+the preset run at every budget as a run of that budget does, and where a budget scores
+below a smaller one by more than the paired standard error it becomes a cap at the smaller
+one's steps (:func:`dmap.tune.check_budgets`; ``<cell>.check.json``) — eight tuning digits
+are too few to see a fall reliably (inpaint-box varies by 5 dB from digit to digit).
 
 Each call writes its own preset file and trials under ``--trials``
 (``<prior>-<task>-<method>-<noise>.json``, ``.presets.json``); a cell already there is
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,12 +44,16 @@ SIGMA = {"noisy": 0.05, "noiseless": 0.0}
 METHODS_TUNED = "dmap,dps,dsg,pigdm,reddiff,daps,diffpir"
 
 
+def budgets(method: str) -> tuple[int, ...]:
+    """The budgets every cell is tuned and checked at (DiffPIR's grid takes at most 500 steps)."""
+    return (20, 50, 100, 250, 500) if method == "diffpir" else (20, 50, 100, 250, 1000)
+
+
 def command(prior: str, task: str, method: str, noise: str, images: int, out: Path) -> list[str]:
     """The `dmap tune` call of one cell."""
-    budgets = "20,50,100,250,500" if method == "diffpir" else "20,50,100,250,1000"
     paper = METHODS[method].options.paper_protocol
     cmd = ["dmap", "tune", "--prior", prior, "--task", task, "--method", method, "--images", str(images)]
-    cmd += ["--nfe", budgets, "--sigma-y", str(SIGMA[noise]), "--out", str(out), "--json"]
+    cmd += ["--nfe", ",".join(map(str, budgets(method))), "--sigma-y", str(SIGMA[noise]), "--out", str(out), "--json"]
     return cmd + [a for k, v in paper.items() for a in ("--option", f"{k}={v}")]
 
 
@@ -61,6 +71,49 @@ def run_cell(prior: str, task: str, method: str, noise: str, images: int, folder
     trials.with_suffix(".part").replace(trials)
 
 
+def check_cell(cell: tuple[str, str, str, str], images: int, folder: Path) -> None:
+    """The cell's budget table checked on ``images`` validation digits in a process of its
+    own (:func:`check`), written to ``<cell>.check.json``; a cell checked already is skipped."""
+    if images and not folder.joinpath("-".join(cell) + ".check.json").exists():
+        cmd = [sys.executable, __file__, "--check-cell", ",".join(cell), "--check", str(images), "--trials", str(folder)]
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def check(cell: tuple[str, str, str, str], images: int, folder: Path) -> None:
+    """:func:`dmap.tune.check_budgets` of one tuned cell on ``images`` validation digits (the
+    tuning's operator and noise seeds), one thread: the validation PSNR at every budget and
+    the table with a cap where a budget fell below a smaller one by more than the paired SE."""
+    import torch
+
+    from dmap.catalogue import load_prior, tuning_problem
+    from dmap.tune import check_budgets
+
+    torch.set_num_threads(1)
+    prior, task, method, noise = cell
+    stem = folder / "-".join(cell)
+    entry = read_preset_file(stem.with_suffix(".presets.json"))["presets"][prior][task][method][0]
+    options = METHODS[method].options.from_dict({k: v for k, v in entry.items() if k not in ("noise", "by_steps")}, method)
+    model = load_prior(prior)
+    t, x, y = tuning_problem(model, task, images, sigma_y=SIGMA[noise], split="validation")
+    table, scores = check_budgets(model, t, method, x, y, options, entry["by_steps"], budgets(method))
+    record = {"split": "validation", "images": images, "nfe": budgets(method), "by_steps": {str(k): v for k, v in table.items()}}
+    record.update(psnr_per_budget=[sum(v) / len(v) for v in scores], psnr_per_image=scores)
+    stem.with_suffix(".check.part").write_text(json.dumps(record) + "\n")
+    stem.with_suffix(".check.part").replace(stem.with_suffix(".check.json"))
+
+
+def apply_check(cell: dict, record: dict) -> None:
+    """A cell's preset file with the table its check wrote (:func:`check`), and its notes
+    saying so: the validation PSNR at each budget and the checked table."""
+    for methods in (m for tasks in cell["presets"].values() for m in tasks.values()):
+        for entry in (e for entries in methods.values() for e in entries):
+            entry["by_steps"] = record["by_steps"]
+    scores = " / ".join(f"{v:.2f}" for v in record["psnr_per_budget"])
+    said = f"; checked on {record['images']} {record['split']} digits (PSNR {scores} dB at {record['nfe']}): by_steps "
+    cell["notes"] = {k: v + said + json.dumps(record["by_steps"]) for k, v in cell.get("notes", {}).items()}
+
+
 def ship(prior: str, folder: Path) -> None:
     """The prior's tuned cells into the shipped file — each (task, method, regime) tuned
     replaces that regime's earlier entries of the method, the rest is kept — and their
@@ -70,6 +123,9 @@ def ship(prior: str, folder: Path) -> None:
     notes: dict = {}
     for path in sorted(folder.glob(f"{prior}-*.presets.json")):
         cell = read_preset_file(path)
+        checked = path.with_name(path.name.replace(".presets.json", ".check.json"))
+        if checked.exists():
+            apply_check(cell, json.loads(checked.read_text()))
         for task, methods in cell["presets"][prior].items():
             for method, entries in methods.items():
                 tuned = {e["noise"] for e in entries}
@@ -97,13 +153,28 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8, help="train digits (8)")
     ap.add_argument("--workers", type=int, default=1, help="cells tuned at once, one thread each (1)")
     ap.add_argument("--trials", default=str(RESULTS / "tune" / "v3"), help="folder of the cells' trials and preset files")
-    ap.add_argument("--ship", action="store_true", help="write the tuned cells into the shipped preset file")
+    ap.add_argument(
+        "--check",
+        type=int,
+        default=32,
+        help="validation digits each tuned cell's budget table is checked on, a cap where a budget falls (32; 0: none)",
+    )
+    ap.add_argument("--check-cell", metavar="PRIOR,TASK,METHOD,NOISE", help=argparse.SUPPRESS)  # (one check, in-process)
+    ap.add_argument("--ship", action="store_true", help="write the tuned (and checked) cells into the shipped preset file")
     args = ap.parse_args()
     folder = Path(args.trials)
+    if args.check_cell:
+        check(tuple(args.check_cell.split(",")), args.check, folder)
+        return
     folder.mkdir(parents=True, exist_ok=True)
     cells = [(n, m, t) for n in args.noise.split(",") for m in args.methods.split(",") for t in args.tasks.split(",")]
+
+    def tune_and_check(task: str, method: str, noise: str) -> None:
+        run_cell(args.prior, task, method, noise, args.images, folder)
+        check_cell((args.prior, task, method, noise), args.check, folder)
+
     with ThreadPoolExecutor(args.workers) as pool:
-        for done in [pool.submit(run_cell, args.prior, t, m, n, args.images, folder) for n, m, t in cells]:
+        for done in [pool.submit(tune_and_check, t, m, n) for n, m, t in cells]:
             done.result()
     if args.ship:
         ship(args.prior, folder)

@@ -29,6 +29,21 @@ def test_mnist_split():
         mnist("val")
 
 
+def test_presets_are_tuned_on_train_digits_and_checked_on_validation_ones_never_test_ones():
+    from types import SimpleNamespace
+
+    from dmap.catalogue import train_images, tuning_problem
+    from dmap.data import mnist_spread
+
+    shape = SimpleNamespace(image_shape=(1, 32, 32))
+    _, x, _ = tuning_problem(shape, "sr4", 4)
+    assert torch.equal(x, train_images(4))
+    task, x, y = tuning_problem(shape, "sr4", 4, sigma_y=0.0, split="validation")
+    assert torch.equal(x, mnist_spread(4, "validation")[0]) and torch.allclose(y, task.operator.A(x))
+    with pytest.raises(ValueError, match="never on test"):
+        tuning_problem(shape, "sr4", 4, split="test")
+
+
 def test_image_round_trip(tmp_path):
     x = mnist("test")[0][3]
     save_image(tmp_path / "d.png", x)

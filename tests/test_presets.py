@@ -9,7 +9,7 @@ import pytest
 from dmap.bench import BenchConfig, BenchError, run_bench
 from dmap.presets import PresetError, at_steps, load_presets, merge, resolve_options, select, strength_at, write_preset
 from dmap.solvers import METHODS
-from dmap.tune import budget_table, per_budget
+from dmap.tune import budget_table, falls, per_budget
 
 DMAP = METHODS["dmap"].options
 
@@ -106,7 +106,9 @@ def test_written_entries_replace_their_key_and_a_free_k_comes_first(tmp_path):
     shipped = load_presets()["mnist"]["sr4"]["dps"]
     methods = {"dps": list(shipped)}
     merge(methods, "dps", {"noise": "noiseless", "step_size": 9.0}, default=True)
-    assert methods["dps"][: len(shipped)] == shipped and methods["dps"][-1]["step_size"] == 9.0
+    noisy = [e for e in methods["dps"] if e.get("noise", "noisy") == "noisy"]
+    assert noisy == [e for e in shipped if e.get("noise", "noisy") == "noisy"] and noisy
+    assert [e["step_size"] for e in methods["dps"] if e.get("noise") == "noiseless"] == [9.0]
     assert resolve_options("dmap", "mnist", "sr4", presets=load_presets(path), sigma_y=0.05).step_size == 0.2
 
 
@@ -167,3 +169,12 @@ def test_the_budget_table_caps_a_budget_that_scored_below_a_smaller_one():
     # a fall within the paired standard error is not a cap
     c = trial(0.3, [18, 18, 18, 18], [20, 20, 20, 20], [21, 19.5, 20.5, 18.6])
     assert budget_table([c], "step_size", [20, 50, 250]) == {20: 0.3, 50: 0.3, 250: 0.3}
+
+
+def test_falls_serves_a_fallen_or_failed_budget_by_the_last_one_standing():
+    a = [20.0, 21.0, 22.0, 23.0]
+    up = [v + 1 for v in a]
+    down = [v - 0.5 for v in a]  # 0.5 dB under `up`, paired SE 0: fallen
+    within = [v + d for v, d in zip(up, [0.3, -0.3, 0.3, -0.5])]  # -0.05 dB, paired SE 0.2: not fallen
+    failed = [float("-inf")] * 4
+    assert falls([a, up, down, within, failed]) == [0, 1, 1, 3, 3]

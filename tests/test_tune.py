@@ -83,3 +83,20 @@ def test_a_table_of_strengths_by_steps_comes_from_the_same_trials_at_every_budge
     assert all(t["inner_steps"] == 2 and t["nfe"] == [10, 19] and len(t["psnr_per_image"][1]) == 4 for t in trials)
     assert len(trials) == len(GRID) + len(REFINE) + sum(t["step_size"] not in GRID for t in trials[len(GRID) : -len(REFINE)])
     assert by_steps == budget_table(trials, "step_size", [4, 7])
+
+
+def test_a_check_on_other_images_caps_a_budget_that_falls_there():
+    from dmap.presets import at_steps
+    from dmap.tune import check_budgets, evaluate
+
+    prior, task, x, y = setup()
+    table = {"20": 0.1, "40": 1e4}  # as read from a preset file; the larger budget far too strong
+    checked, scores = check_budgets(prior, task, "dps", x, y, DPSOptions(step_size=1e4, steps=40), table, (20, 40))
+    # each budget ran as a run of that budget does: budget 20 is DPS at 20 steps, step 0.1
+    assert scores[0] == evaluate(prior, task, "dps", x, y, 0, DPSOptions(step_size=0.1, steps=20))
+    assert sum(scores[1]) / 4 < sum(scores[0]) / 4 - 1.0
+    assert checked == {20: 0.1, 40: [0.1, 20]}
+    assert at_steps(checked, 40) == (20, 0.1)  # a run of 40 steps now runs 20
+    # a table whose larger budget scores higher is kept as it is
+    kept, scores = check_budgets(prior, task, "dps", x, y, DPSOptions(step_size=0.1, steps=40), {20: 0.1, 40: 0.1}, (20, 40))
+    assert sum(scores[1]) > sum(scores[0]) and kept == {20: 0.1, 40: 0.1}

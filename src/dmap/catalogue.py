@@ -205,15 +205,21 @@ def train_images(n: int) -> Tensor:
     return train[torch.randperm(len(train), generator=seeded(TUNING_SEED))[:n]]
 
 
-def tuning_problem(prior: Prior, task_name: str, n: int, sigma_y: float | None = None, data: str | None = None):
+def tuning_problem(
+    prior: Prior, task_name: str, n: int, sigma_y: float | None = None, data: str | None = None, split: str = "train"
+):
     """``(task, x, y)``: the task (operator from ``TASK_SEED``), ``n`` tuning digits
-    (:func:`train_images`) or the first ``n`` images of ``data`` (:func:`dmap.imageset.image_set`),
-    and their measurements."""
+    (:func:`train_images`; with ``split="validation"``: ``n`` validation digits evenly spaced,
+    to check a tuned preset) or the first ``n`` images of ``data``
+    (:func:`dmap.imageset.image_set`), and their measurements."""
+    from dmap.data import mnist_spread
     from dmap.imageset import image_set
     from dmap.operators import make_task
     from dmap.rng import sample_generators, seeded
 
-    x = image_set(data, n, prior.image_shape).x if data else train_images(n)
+    if split == "test":
+        raise ValueError("presets are tuned and checked on train and validation digits, never on test ones")
+    x = image_set(data, n, prior.image_shape).x if data else train_images(n) if split == "train" else mnist_spread(n, split)[0]
     if tuple(x.shape[1:]) != tuple(prior.image_shape):
         raise ValueError(
             f"the tuning images are {tuple(x.shape[1:])}, prior {prior.name} expects {prior.image_shape}"

@@ -190,16 +190,60 @@ def tune_budgets(
     return best, trials, budget_table(kept, best.strength(), [best.for_budget(n).steps for n in nfe])
 
 
+def falls(per_image: list[list[float]]) -> list[int]:
+    """For budgets in ascending order and the PSNR of each image at each, the budget whose
+    setting each one runs: itself, or — where its mean PSNR is below that of the last
+    budget not fallen by more than the standard error of their paired difference, or it
+    failed — that budget (more evaluations must not score worse)."""
+    used, serve = 0, []
+    for j, scores in enumerate(per_image):
+        here, there = sum(scores) / len(scores), sum(per_image[used]) / len(per_image[used])
+        if math.isfinite(here) and here >= there - paired_se(scores, per_image[used]):
+            used = j
+        serve.append(used)
+    return serve
+
+
 def budget_table(trials: list[dict], key: str, steps: list[int]) -> dict[int, float | list]:
     """``{steps: strength or [strength, fewer steps]}`` from ``trials`` run at budgets of
     ``steps`` steps (ascending): each budget's trial (:func:`per_budget`), or the one of
     the last budget not capped where that scored higher on the tuning images, at its own
-    budget, by more than the standard error of their paired difference."""
-    chosen, used, table = per_budget(trials), 0, {}
-    for j, n in enumerate(steps):
-        here, there = chosen[j], chosen[used]
-        se = paired_se(here["psnr_per_image"][j], there["psnr_per_image"][used])
-        if here["psnr_per_budget"][j] >= there["psnr_per_budget"][used] - se:
-            used = j
-        table[n] = here[key] if used == j else [there[key], steps[used]]
-    return table
+    budget, by more than the standard error of their paired difference (:func:`falls`)."""
+    chosen = per_budget(trials)
+    serve = falls([t["psnr_per_image"][j] for j, t in enumerate(chosen)])
+    return {n: chosen[j][key] if serve[j] == j else [chosen[serve[j]][key], steps[serve[j]]] for j, n in enumerate(steps)}
+
+
+def check_budgets(
+    prior: Prior,
+    task: Task,
+    method: str,
+    x: Tensor,
+    y: Tensor,
+    options: Options,
+    by_steps: dict,
+    nfe: tuple[int, ...],
+    *,
+    seed: int = 0,
+    cse=None,
+) -> tuple[dict[int, float | list], list[list[float]]]:
+    """A tuned budget table checked on other images ``(x, y)`` — validation digits, never
+    test ones: the preset (``options``, the entry at the largest budget, and its table
+    ``by_steps``) runs at each budget of ``nfe`` (ascending) as a run of that budget does
+    (:func:`dmap.presets.at_steps`); where a budget scores below the last budget not fallen
+    by more than the standard error of their paired difference (:func:`falls`), its entry
+    becomes that budget's ``[strength, steps]``, a cap.  Returns the checked table and the
+    PSNR of each image at each budget."""
+    from dmap.presets import at_steps
+
+    key, table = options.strength(), {int(k): v for k, v in by_steps.items()}
+    runs = []
+    for n in nfe:
+        steps, value = at_steps(table, options.for_budget(n).steps)
+        runs.append(options.for_budget(n).replace(steps=steps, **{key: value}))
+    scores = [evaluate(prior, task, method, x, y, seed, o, cse) for o in runs]
+    serve = falls(scores)
+    for j, n in enumerate(nfe):
+        if serve[j] != j:
+            table[options.for_budget(n).steps] = [getattr(runs[serve[j]], key), runs[serve[j]].steps]
+    return table, scores
