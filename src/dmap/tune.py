@@ -237,13 +237,10 @@ def check_budgets(
     from dmap.presets import at_steps
 
     key, table = options.strength(), {int(k): v for k, v in by_steps.items()}
-    runs = []
-    for n in nfe:
-        steps, value = at_steps(table, options.for_budget(n).steps)
-        runs.append(options.for_budget(n).replace(steps=steps, **{key: value}))
+    budgets = [options.for_budget(n) for n in nfe]
+    runs = [b.replace(**dict(zip(("steps", key), at_steps(table, b.steps)))) for b in budgets]
     scores = [evaluate(prior, task, method, x, y, seed, o, cse) for o in runs]
-    serve = falls(scores)
-    for j, n in enumerate(nfe):
-        if serve[j] != j:
-            table[options.for_budget(n).steps] = [getattr(runs[serve[j]], key), runs[serve[j]].steps]
+    for j, (b, used) in enumerate(zip(budgets, falls(scores))):
+        if used != j:
+            table[b.steps] = [getattr(runs[used], key), runs[used].steps]
     return table, scores
