@@ -260,6 +260,20 @@ def test_equal_steps_gives_every_method_the_steps_and_records_what_it_spent(tmp_
     assert "protocol equal-steps" in (tmp_path / "b" / "summary.md").read_text()
 
 
+def test_each_row_names_its_budget_beside_the_steps_a_capped_preset_ran(tmp_path):
+    """A preset that caps 20 evaluations at 10 steps runs 10 there, and the summary's row
+    says which budget it stands for."""
+    entry = {"noise": "noisy", "step_size": 1.0, "by_steps": {"10": 1.0, "20": [1.0, 10]}}
+    presets = tmp_path / "p.json"
+    presets.write_text(json.dumps({"format": 3, "presets": {"gmm-mnist": {"sr4": {"dps": [entry]}}}}))
+    config = BenchConfig("gmm-mnist", ("sr4",), ("dps",), images=2, nfe=(10, 20), presets=str(presets))
+    summary = run_bench(config, tmp_path / "b", show_progress=False)
+    assert [(c["nfe_budget"], c["steps"], c["nfe"]) for c in summary] == [(10, 10, 10), (20, 10, 10)]
+    assert summary[0]["psnr_per_image"] == summary[1]["psnr_per_image"]
+    table = (tmp_path / "b" / "summary.md").read_text()
+    assert "| sr4 | dps | 10 | 10 | 10 |" in table and "| sr4 | dps | 20 | 10 | 10 |" in table
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

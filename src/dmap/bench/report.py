@@ -143,16 +143,18 @@ def _perceptual(cell: dict, key: str) -> str:
 
 
 def markdown(summary: list[dict], baseline: str | None = None) -> str:
-    """PSNR mean +- standard error, the paired difference to ``baseline`` (default: the
-    first method) on the same images (mean +- SE, bootstrap 95 % interval, median), SSIM,
-    seconds per image and peak memory."""
+    """Per cell: its budget (evaluations, or steps under equal steps) and the steps and
+    evaluations it ran (fewer where its preset caps the budget), PSNR mean +- standard
+    error, the paired difference to ``baseline`` (default: the first method) on the same
+    images (mean +- SE, bootstrap 95 % interval, median), SSIM, seconds per image and peak
+    memory."""
     baseline = baseline or (summary[0]["method"] if summary else None)
     extra = [(k, name) for k, name in PERCEPTUAL.items() if any(k in c or f"{k}_mean" in c for c in summary)]
     head = (
-        f"| task | method | steps | NFE | PSNR (dB) | Δ vs {baseline} (paired, dB) | SSIM |"
+        f"| task | method | budget | steps | NFE | PSNR (dB) | Δ vs {baseline} (paired, dB) | SSIM |"
         + "".join(f" {name} |" for _, name in extra)
         + " s / image | peak MB |\n"
-        + "|---" * (9 + len(extra))
+        + "|---" * (10 + len(extra))
         + "|\n"
     )
     lines = []
@@ -174,7 +176,7 @@ def markdown(summary: list[dict], baseline: str | None = None) -> str:
         if c.get("diverged"):
             score = f"diverged on {c['diverged']}/{c['n_images']}"
         lines.append(
-            f"| {c['task']} | {c['method']} | {c['steps']} | {c['nfe']} | {score} | "
+            f"| {c['task']} | {c['method']} | {c['nfe_budget']} | {c['steps']} | {c['nfe']} | {score} | "
             f"{delta} | {c['ssim_mean']:.3f} |"
             + "".join(f" {_perceptual(c, k)} |" for k, _ in extra)
             + f" {_num(sec, '.3f')} | {_num(mem, '.0f')} |"
