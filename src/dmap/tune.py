@@ -190,15 +190,15 @@ def tune_budgets(
     return best, trials, budget_table(kept, best.strength(), [best.for_budget(n).steps for n in nfe])
 
 
-def falls(per_image: list[list[float]]) -> list[int]:
+def falls(per_image: list[list[float]], *, within_se: bool = True) -> list[int]:
     """For budgets in ascending order and the PSNR of each image at each, the budget whose
     setting each one runs: itself, or — where its mean PSNR is below that of the last
-    budget not fallen by more than the standard error of their paired difference, or it
-    failed — that budget (more evaluations must not score worse)."""
+    budget not fallen (by more than the standard error of their paired difference when
+    ``within_se``), or it failed — that budget (more evaluations must not score worse)."""
     used, serve = 0, []
     for j, scores in enumerate(per_image):
         here, there = sum(scores) / len(scores), sum(per_image[used]) / len(per_image[used])
-        if math.isfinite(here) and here >= there - paired_se(scores, per_image[used]):
+        if math.isfinite(here) and here >= there - (paired_se(scores, per_image[used]) if within_se else 0.0):
             used = j
         serve.append(used)
     return serve
@@ -212,6 +212,30 @@ def budget_table(trials: list[dict], key: str, steps: list[int]) -> dict[int, fl
     chosen = per_budget(trials)
     serve = falls([t["psnr_per_image"][j] for j, t in enumerate(chosen)])
     return {n: chosen[j][key] if serve[j] == j else [chosen[serve[j]][key], steps[serve[j]]] for j, n in enumerate(steps)}
+
+
+def check_runs(options: Options, by_steps: dict, nfe: tuple[int, ...]) -> list[Options]:
+    """The preset (``options``, its entry at the largest budget, and its table ``by_steps``)
+    as a run of each budget of ``nfe`` (ascending) runs it (:func:`dmap.presets.at_steps`)."""
+    from dmap.presets import at_steps
+
+    table = {int(k): v for k, v in by_steps.items()}
+    budgets = [options.for_budget(n) for n in nfe]
+    return [b.replace(**dict(zip(("steps", options.strength()), at_steps(table, b.steps)))) for b in budgets]
+
+
+def capped(options: Options, by_steps: dict, nfe: tuple[int, ...], scores: list[list[float]]) -> dict[int, float | list]:
+    """``by_steps`` checked by ``scores``, the PSNR of each validation image under each run
+    of :func:`check_runs`: where a budget's mean PSNR falls below that of the last budget
+    not fallen — by any amount, unlike the tuning's caps (:func:`budget_table`) — its entry
+    becomes that budget's ``[strength, steps]``, a cap.  On validation digits a cap of a fall
+    within noise costs at most that noise and saves evaluations; a fall left uncapped is a
+    budget that scores worse than a cheaper one (:func:`falls` with ``within_se=False``)."""
+    runs, table = check_runs(options, by_steps, nfe), {int(k): v for k, v in by_steps.items()}
+    for j, (n, used) in enumerate(zip(nfe, falls(scores, within_se=False))):
+        if used != j:
+            table[options.for_budget(n).steps] = [getattr(runs[used], options.strength()), runs[used].steps]
+    return table
 
 
 def check_budgets(
@@ -230,17 +254,8 @@ def check_budgets(
     """A tuned budget table checked on other images ``(x, y)`` — validation digits, never
     test ones: the preset (``options``, the entry at the largest budget, and its table
     ``by_steps``) runs at each budget of ``nfe`` (ascending) as a run of that budget does
-    (:func:`dmap.presets.at_steps`); where a budget scores below the last budget not fallen
-    by more than the standard error of their paired difference (:func:`falls`), its entry
-    becomes that budget's ``[strength, steps]``, a cap.  Returns the checked table and the
-    PSNR of each image at each budget."""
-    from dmap.presets import at_steps
-
-    key, table = options.strength(), {int(k): v for k, v in by_steps.items()}
-    budgets = [options.for_budget(n) for n in nfe]
-    runs = [b.replace(**dict(zip(("steps", key), at_steps(table, b.steps)))) for b in budgets]
-    scores = [evaluate(prior, task, method, x, y, seed, o, cse) for o in runs]
-    for j, (b, used) in enumerate(zip(budgets, falls(scores))):
-        if used != j:
-            table[b.steps] = [getattr(runs[used], key), runs[used].steps]
-    return table, scores
+    (:func:`check_runs`); where a budget scores below the last budget not fallen, its entry
+    becomes that budget's ``[strength, steps]``, a cap (:func:`capped`).  Returns the checked
+    table and the PSNR of each image at each budget."""
+    scores = [evaluate(prior, task, method, x, y, seed, o, cse) for o in check_runs(options, by_steps, nfe)]
+    return capped(options, by_steps, nfe, scores), scores
