@@ -13,10 +13,10 @@ DMAP+CSE at the paper's K = 3 (``--option inner_steps=3``, the K the paper's pro
 other K: tune them alike).  The strength per budget and the caps where fewer steps did
 better come from the same trials (:func:`dmap.tune.tune_budgets`).  Then each cell's table
 is checked on ``--check`` *validation* digits (32; the tuning's operator and noise seeds):
-the preset run at every budget as a run of that budget does, and where a budget's mean
-scores below a smaller one's, by any amount, it becomes a cap at the smaller one's steps
-(:func:`dmap.tune.check_budgets`; ``<cell>.check.json``) — eight tuning digits are too few
-to see a fall reliably (inpaint-box varies by 5 dB from digit to digit).
+the preset run at every budget as a run of that budget does, and where a budget scores
+below a smaller one by more than the paired standard error it becomes a cap at the smaller
+one's steps (:func:`dmap.tune.check_budgets`; ``<cell>.check.json``) — eight tuning digits
+are too few to see a fall reliably (inpaint-box varies by 5 dB from digit to digit).
 
 Each call writes its own preset file and trials under ``--trials``
 (``<prior>-<task>-<method>-<noise>.json``, ``.presets.json``); a cell already there is
@@ -83,7 +83,7 @@ def check_cell(cell: tuple[str, str, str, str], images: int, folder: Path) -> No
 def check(cell: tuple[str, str, str, str], images: int, folder: Path) -> None:
     """:func:`dmap.tune.check_budgets` of one tuned cell on ``images`` validation digits (the
     tuning's operator and noise seeds), one thread: the validation PSNR at every budget and
-    the table with a cap where a budget's mean fell below a smaller one's."""
+    the table with a cap where a budget fell below a smaller one by more than the paired SE."""
     import torch
 
     from dmap.catalogue import load_prior, tuning_problem

@@ -190,15 +190,15 @@ def tune_budgets(
     return best, trials, budget_table(kept, best.strength(), [best.for_budget(n).steps for n in nfe])
 
 
-def falls(per_image: list[list[float]], *, within_se: bool = True) -> list[int]:
+def falls(per_image: list[list[float]]) -> list[int]:
     """For budgets in ascending order and the PSNR of each image at each, the budget whose
     setting each one runs: itself, or — where its mean PSNR is below that of the last
-    budget not fallen (by more than the standard error of their paired difference when
-    ``within_se``), or it failed — that budget (more evaluations must not score worse)."""
+    budget not fallen by more than the standard error of their paired difference, or it
+    failed — that budget (more evaluations must not score worse)."""
     used, serve = 0, []
     for j, scores in enumerate(per_image):
         here, there = sum(scores) / len(scores), sum(per_image[used]) / len(per_image[used])
-        if math.isfinite(here) and here >= there - (paired_se(scores, per_image[used]) if within_se else 0.0):
+        if math.isfinite(here) and here >= there - paired_se(scores, per_image[used]):
             used = j
         serve.append(used)
     return serve
@@ -227,12 +227,10 @@ def check_runs(options: Options, by_steps: dict, nfe: tuple[int, ...]) -> list[O
 def capped(options: Options, by_steps: dict, nfe: tuple[int, ...], scores: list[list[float]]) -> dict[int, float | list]:
     """``by_steps`` checked by ``scores``, the PSNR of each validation image under each run
     of :func:`check_runs`: where a budget's mean PSNR falls below that of the last budget
-    not fallen — by any amount, unlike the tuning's caps (:func:`budget_table`) — its entry
-    becomes that budget's ``[strength, steps]``, a cap.  On validation digits a cap of a fall
-    within noise costs at most that noise and saves evaluations; a fall left uncapped is a
-    budget that scores worse than a cheaper one (:func:`falls` with ``within_se=False``)."""
+    not fallen by more than the standard error of their paired difference (:func:`falls`),
+    its entry becomes that budget's ``[strength, steps]``, a cap."""
     runs, table = check_runs(options, by_steps, nfe), {int(k): v for k, v in by_steps.items()}
-    for j, (n, used) in enumerate(zip(nfe, falls(scores, within_se=False))):
+    for j, (n, used) in enumerate(zip(nfe, falls(scores))):
         if used != j:
             table[options.for_budget(n).steps] = [getattr(runs[used], options.strength()), runs[used].steps]
     return table
