@@ -12,11 +12,15 @@ x0.58 and x1.73 around the best — 7 to 9 trials, every trial at every budget �
 DMAP+CSE at the paper's K = 3 (``--option inner_steps=3``, the K the paper's protocol fixes;
 other K: tune them alike).  The strength per budget and the caps where fewer steps did
 better come from the same trials (:func:`dmap.tune.tune_budgets`).  Then each cell's table
-is checked on ``--check`` *validation* digits (32; the tuning's operator and noise seeds):
-the preset run at every budget as a run of that budget does, and where a budget scores
-below a smaller one by more than the paired standard error it becomes a cap at the smaller
-one's steps (:func:`dmap.tune.check_budgets`; ``<cell>.check.json``) — eight tuning digits
-are too few to see a fall reliably (inpaint-box varies by 5 dB from digit to digit).
+is checked on ``2 --check - 1`` *validation* digits (63; the tuning's operator and noise
+seeds): the preset run at every budget as a run of that budget does, and where a budget
+scores below a smaller one by more than the paired standard error it becomes a cap at the
+smaller one's steps (:func:`dmap.tune.capped`) — eight tuning digits are too few to see a
+fall reliably (inpaint-box varies by 5 dB from digit to digit).  The check runs in two
+halves, ``--check`` digits evenly spaced (``<cell>.check.json``) and the ``--check - 1``
+midway between them (``<cell>.check-midway.json``, :func:`dmap.data.mnist_midway`); the caps
+come from both together, re-derived from the stored scores when the cell is shipped
+(``benchmarks/check_rule.py`` compares rules of the cap, one half against the other).
 
 Each call writes its own preset file and trials under ``--trials``
 (``<prior>-<task>-<method>-<noise>.json``, ``.presets.json``); a cell already there is
@@ -37,6 +41,7 @@ from pathlib import Path
 from common import PAPER_TASKS, RESULTS, ROOT
 from dmap.presets import merge, read_preset_file
 from dmap.solvers import METHODS
+from dmap.tune import capped
 
 SHIPPED = ROOT / "src" / "dmap" / "presets.json"
 PROVENANCE = ROOT / "docs" / "preset-provenance.md"
@@ -72,18 +77,29 @@ def run_cell(prior: str, task: str, method: str, noise: str, images: int, folder
 
 
 def check_cell(cell: tuple[str, str, str, str], images: int, folder: Path) -> None:
-    """The cell's budget table checked on ``images`` validation digits in a process of its
-    own (:func:`check`), written to ``<cell>.check.json``; a cell checked already is skipped."""
-    if images and not folder.joinpath("-".join(cell) + ".check.json").exists():
-        cmd = [sys.executable, __file__, "--check-cell", ",".join(cell), "--check", str(images), "--trials", str(folder)]
-        print(" ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, cwd=ROOT)
+    """The cell's budget table checked on both halves of the validation digits, each in a
+    process of its own (:func:`check`); a half checked already is skipped."""
+    for half, flag in ((".check.json", []), (".check-midway.json", ["--midway"])):
+        if images and not folder.joinpath("-".join(cell) + half).exists():
+            cmd = [sys.executable, __file__, "--check-cell", ",".join(cell), "--check", str(images), "--trials", str(folder)]
+            print(" ".join(cmd + flag), flush=True)
+            subprocess.run(cmd + flag, check=True, cwd=ROOT)
 
 
-def check(cell: tuple[str, str, str, str], images: int, folder: Path) -> None:
-    """:func:`dmap.tune.check_budgets` of one tuned cell on ``images`` validation digits (the
-    tuning's operator and noise seeds), one thread: the validation PSNR at every budget and
-    the table with a cap where a budget fell below a smaller one by more than the paired SE."""
+def tuned_entry(cell: dict):
+    """The entry of a cell's preset file (one prior, task and method; its table ``by_steps``
+    as tuned, before any check) and its options."""
+    ((_, tasks),) = cell["presets"].items()
+    ((_, methods),) = tasks.items()
+    ((method, (entry, *_)),) = methods.items()
+    return entry, METHODS[method].options.from_dict({k: v for k, v in entry.items() if k not in ("noise", "by_steps")}, method)
+
+
+def check(cell: tuple[str, str, str, str], images: int, folder: Path, midway: bool = False) -> None:
+    """One half of a cell's check, one thread: the validation PSNR of each image at every
+    budget, the preset run as a run of that budget does (:func:`dmap.tune.check_runs`), on
+    ``images`` validation digits evenly spaced or (``midway``) the ``images - 1`` between
+    them (noise and sampler streams after the first half's)."""
     import torch
 
     from dmap.catalogue import load_prior, tuning_problem
@@ -92,26 +108,42 @@ def check(cell: tuple[str, str, str, str], images: int, folder: Path) -> None:
     torch.set_num_threads(1)
     prior, task, method, noise = cell
     stem = folder / "-".join(cell)
-    entry = read_preset_file(stem.with_suffix(".presets.json"))["presets"][prior][task][method][0]
-    options = METHODS[method].options.from_dict({k: v for k, v in entry.items() if k not in ("noise", "by_steps")}, method)
+    entry, options = tuned_entry(read_preset_file(stem.with_suffix(".presets.json")))
     model = load_prior(prior)
-    t, x, y = tuning_problem(model, task, images, sigma_y=SIGMA[noise], split="validation")
-    table, scores = check_budgets(model, t, method, x, y, options, entry["by_steps"], budgets(method))
-    record = {"split": "validation", "images": images, "nfe": budgets(method), "by_steps": {str(k): v for k, v in table.items()}}
+    t, x, y = tuning_problem(model, task, images, sigma_y=SIGMA[noise], split="validation", midway=midway)
+    _, scores = check_budgets(model, t, method, x, y, options, entry["by_steps"], budgets(method), offset=images if midway else 0)
+    record = {"split": "validation", "images": len(x), "midway": midway, "nfe": budgets(method)}
     record.update(psnr_per_budget=[sum(v) / len(v) for v in scores], psnr_per_image=scores)
-    stem.with_suffix(".check.part").write_text(json.dumps(record) + "\n")
-    stem.with_suffix(".check.part").replace(stem.with_suffix(".check.json"))
+    out = stem.with_suffix(".check-midway.json" if midway else ".check.json")
+    out.with_suffix(".part").write_text(json.dumps(record) + "\n")
+    out.with_suffix(".part").replace(out)
 
 
-def apply_check(cell: dict, record: dict) -> None:
-    """A cell's preset file with the table its check wrote (:func:`check`), and its notes
-    saying so: the validation PSNR at each budget and the checked table."""
+def check_scores(stem: Path) -> tuple[list[int], list[list[float]]] | None:
+    """The budgets and the PSNR of each validation image at each, both halves of a cell's
+    check together (None if it was not checked)."""
+    halves = [
+        json.loads(p.read_text()) for p in (stem.with_suffix(".check.json"), stem.with_suffix(".check-midway.json")) if p.exists()
+    ]
+    return (halves[0]["nfe"], [sum(v, []) for v in zip(*(h["psnr_per_image"] for h in halves))]) if halves else None
+
+
+def apply_check(cell: dict, stem: Path) -> None:
+    """A cell's preset file with its table capped by its check's stored scores
+    (:func:`dmap.tune.capped`), and its notes saying so: the validation PSNR at each budget
+    and the checked table."""
+    found = check_scores(stem)
+    if found is None:
+        return
+    nfe, scores = found
+    entry, options = tuned_entry(cell)
+    table = {str(k): v for k, v in capped(options, entry["by_steps"], tuple(nfe), scores).items()}
     for methods in (m for tasks in cell["presets"].values() for m in tasks.values()):
-        for entry in (e for entries in methods.values() for e in entries):
-            entry["by_steps"] = record["by_steps"]
-    scores = " / ".join(f"{v:.2f}" for v in record["psnr_per_budget"])
-    said = f"; checked on {record['images']} {record['split']} digits (PSNR {scores} dB at {record['nfe']}): by_steps "
-    cell["notes"] = {k: v + said + json.dumps(record["by_steps"]) for k, v in cell.get("notes", {}).items()}
+        for e in (e for entries in methods.values() for e in entries):
+            e["by_steps"] = table
+    means = " / ".join(f"{sum(v) / len(v):.2f}" for v in scores)
+    said = f"; checked on {len(scores[0])} validation digits (PSNR {means} dB at {nfe}): by_steps "
+    cell["notes"] = {k: v + said + json.dumps(table) for k, v in cell.get("notes", {}).items()}
 
 
 def ship(prior: str, folder: Path) -> None:
@@ -123,9 +155,7 @@ def ship(prior: str, folder: Path) -> None:
     notes: dict = {}
     for path in sorted(folder.glob(f"{prior}-*.presets.json")):
         cell = read_preset_file(path)
-        checked = path.with_name(path.name.replace(".presets.json", ".check.json"))
-        if checked.exists():
-            apply_check(cell, json.loads(checked.read_text()))
+        apply_check(cell, path.with_name(path.name.removesuffix(".presets.json")))
         for task, methods in cell["presets"][prior].items():
             for method, entries in methods.items():
                 tuned = {e["noise"] for e in entries}
@@ -157,14 +187,16 @@ def main() -> None:
         "--check",
         type=int,
         default=32,
-        help="validation digits each tuned cell's budget table is checked on, a cap where a budget falls (32; 0: none)",
+        help="validation digits evenly spaced each tuned cell's budget table is checked on, and the ones midway "
+        "between them (32: 63 in all); a cap where a budget falls (0: no check)",
     )
     ap.add_argument("--check-cell", metavar="PRIOR,TASK,METHOD,NOISE", help=argparse.SUPPRESS)  # (one check, in-process)
+    ap.add_argument("--midway", action="store_true", help=argparse.SUPPRESS)  # (its second half)
     ap.add_argument("--ship", action="store_true", help="write the tuned (and checked) cells into the shipped preset file")
     args = ap.parse_args()
     folder = Path(args.trials)
     if args.check_cell:
-        check(tuple(args.check_cell.split(",")), args.check, folder)
+        check(tuple(args.check_cell.split(",")), args.check, folder, args.midway)
         return
     folder.mkdir(parents=True, exist_ok=True)
     cells = [(n, m, t) for n in args.noise.split(",") for m in args.methods.split(",") for t in args.tasks.split(",")]

@@ -44,6 +44,27 @@ def test_presets_are_tuned_on_train_digits_and_checked_on_validation_ones_never_
         tuning_problem(shape, "sr4", 4, split="test")
 
 
+def test_the_second_half_of_a_check_is_other_validation_digits_under_other_noise_streams():
+    from types import SimpleNamespace
+
+    from dmap.catalogue import TASK_SEED, tuning_problem
+    from dmap.data import mnist_midway, mnist_spread
+    from dmap.rng import sample_generators
+
+    _, spread = mnist_spread(32, "validation")
+    x, midway = mnist_midway(32, "validation")
+    assert len(midway) == 31 and not set(midway.tolist()) & set(spread.tolist())
+    assert bool(((spread[:-1] < midway) & (midway < spread[1:])).all())  # one between each two
+    shape = SimpleNamespace(image_shape=(1, 32, 32))
+    task, x4, y = tuning_problem(shape, "inpaint-random", 4, sigma_y=0.05, split="validation", midway=True)
+    assert torch.equal(x4, mnist_midway(4, "validation")[0])
+    # its noise: streams 4, 5, 6 of the seed, after those of the 4 digits of the first half
+    assert torch.equal(y, task.simulate(x4, generator=sample_generators(TASK_SEED + 1, 3, 4)))
+    assert not torch.allclose(y, task.simulate(x4, generator=sample_generators(TASK_SEED + 1, 3)))
+    with pytest.raises(ValueError, match="second set of validation"):
+        tuning_problem(shape, "sr4", 4, midway=True)
+
+
 def test_image_round_trip(tmp_path):
     x = mnist("test")[0][3]
     save_image(tmp_path / "d.png", x)

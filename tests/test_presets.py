@@ -178,3 +178,4 @@ def test_falls_serves_a_fallen_or_failed_budget_by_the_last_one_standing():
     within = [v + d for v, d in zip(up, [0.3, -0.3, 0.3, -0.5])]  # -0.05 dB, paired SE 0.2: not fallen
     failed = [float("-inf")] * 4
     assert falls([a, up, down, within, failed]) == [0, 1, 1, 3, 3]
+    assert falls([a, up, down, within, failed], allowance=0.0) == [0, 1, 1, 1, 1]  # any fall: within too

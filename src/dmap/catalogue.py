@@ -206,20 +206,31 @@ def train_images(n: int) -> Tensor:
 
 
 def tuning_problem(
-    prior: Prior, task_name: str, n: int, sigma_y: float | None = None, data: str | None = None, split: str = "train"
+    prior: Prior,
+    task_name: str,
+    n: int,
+    sigma_y: float | None = None,
+    data: str | None = None,
+    split: str = "train",
+    midway: bool = False,
 ):
     """``(task, x, y)``: the task (operator from ``TASK_SEED``), ``n`` tuning digits
     (:func:`train_images`; with ``split="validation"``: ``n`` validation digits evenly spaced,
-    to check a tuned preset) or the first ``n`` images of ``data``
-    (:func:`dmap.imageset.image_set`), and their measurements."""
-    from dmap.data import mnist_spread
+    to check a tuned preset; with ``midway`` too, the ``n - 1`` between those, their noise
+    streams ``n .. 2n - 2`` after those ``n``'s, so that the two are one set of ``2n - 1``
+    check digits) or the first ``n`` images of ``data`` (:func:`dmap.imageset.image_set`),
+    and their measurements."""
+    from dmap.data import mnist_midway, mnist_spread
     from dmap.imageset import image_set
     from dmap.operators import make_task
     from dmap.rng import sample_generators, seeded
 
     if split == "test":
         raise ValueError("presets are tuned and checked on train and validation digits, never on test ones")
-    x = image_set(data, n, prior.image_shape).x if data else train_images(n) if split == "train" else mnist_spread(n, split)[0]
+    if midway and (data or split == "train"):
+        raise ValueError("the digits midway are a second set of validation digits")
+    x = image_set(data, n, prior.image_shape).x if data else train_images(n) if split == "train" else None
+    x = (mnist_midway if midway else mnist_spread)(n, split)[0] if x is None else x
     if tuple(x.shape[1:]) != tuple(prior.image_shape):
         raise ValueError(
             f"the tuning images are {tuple(x.shape[1:])}, prior {prior.name} expects {prior.image_shape}"
@@ -227,7 +238,7 @@ def tuning_problem(
         )
     sigma_y = DEFAULT_SIGMA_Y if sigma_y is None else sigma_y
     task = make_task(task_name, prior.image_shape, sigma_y=sigma_y, generator=seeded(TASK_SEED))
-    return task, x, task.simulate(x, generator=sample_generators(TASK_SEED + 1, n))
+    return task, x, task.simulate(x, generator=sample_generators(TASK_SEED + 1, len(x), n if midway else 0))
 
 
 def shipped_path(prior: Prior, task: str, reference: bool = False, sigma_y: float | None = None) -> Path | None:

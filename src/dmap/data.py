@@ -56,6 +56,18 @@ def mnist_spread(n: int, split: str = "test") -> tuple[Tensor, Tensor]:
     return x[ids], ids
 
 
+def mnist_midway(n: int, split: str = "validation") -> tuple[Tensor, Tensor]:
+    """The ``n - 1`` digits of ``split`` halfway between consecutive digits of
+    :func:`mnist_spread` ``(n, split)`` and their indices: a second evaluation set, disjoint
+    from that one (the second half of a preset check)."""
+    x, _ = mnist(split)
+    _, spread = mnist_spread(n, split)
+    ids = (spread[:-1] + spread[1:]) // 2
+    if len(set(ids.tolist()) | set(spread.tolist())) != 2 * n - 1:
+        raise ValueError(f"the {split} split holds {len(x)} digits, too few for {n} and the {n - 1} between them")
+    return x[ids], ids
+
+
 def to_unit(x: Tensor) -> Tensor:
     """[-1, 1] -> [0, 1]."""
     return (x + 1) / 2

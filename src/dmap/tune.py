@@ -31,11 +31,13 @@ def r3(v: float) -> float:
     return float(f"{v:.3g}")
 
 
-def evaluate(prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: int, options: Options, cse=None) -> list[float]:
-    """PSNR of ``method`` with ``options`` on each image of ``(x, y)``; -inf for each if it
-    fails (NaN, divergence)."""
+def evaluate(
+    prior: Prior, task: Task, method: str, x: Tensor, y: Tensor, seed: int, options: Options, cse=None, offset: int = 0
+) -> list[float]:
+    """PSNR of ``method`` with ``options`` on each image of ``(x, y)`` (sampler streams
+    ``offset ..`` of ``seed``); -inf for each if it fails (NaN, divergence)."""
     try:
-        out = run_method(method, prior, task, y, options, generator=sample_generators(seed, len(x)), cse=cse)
+        out = run_method(method, prior, task, y, options, generator=sample_generators(seed, len(x), offset), cse=cse)
     except SolveError:
         return [-math.inf] * len(x)
     return psnr(out, x).tolist()
@@ -190,15 +192,15 @@ def tune_budgets(
     return best, trials, budget_table(kept, best.strength(), [best.for_budget(n).steps for n in nfe])
 
 
-def falls(per_image: list[list[float]]) -> list[int]:
+def falls(per_image: list[list[float]], allowance: float = 1.0) -> list[int]:
     """For budgets in ascending order and the PSNR of each image at each, the budget whose
     setting each one runs: itself, or — where its mean PSNR is below that of the last
-    budget not fallen by more than the standard error of their paired difference, or it
-    failed — that budget (more evaluations must not score worse)."""
+    budget not fallen by more than ``allowance`` standard errors of their paired
+    difference, or it failed — that budget (more evaluations must not score worse)."""
     used, serve = 0, []
     for j, scores in enumerate(per_image):
         here, there = sum(scores) / len(scores), sum(per_image[used]) / len(per_image[used])
-        if math.isfinite(here) and here >= there - paired_se(scores, per_image[used]):
+        if math.isfinite(here) and here >= there - allowance * paired_se(scores, per_image[used]):
             used = j
         serve.append(used)
     return serve
@@ -224,13 +226,15 @@ def check_runs(options: Options, by_steps: dict, nfe: tuple[int, ...]) -> list[O
     return [b.replace(**dict(zip(("steps", options.strength()), at_steps(table, b.steps)))) for b in budgets]
 
 
-def capped(options: Options, by_steps: dict, nfe: tuple[int, ...], scores: list[list[float]]) -> dict[int, float | list]:
+def capped(
+    options: Options, by_steps: dict, nfe: tuple[int, ...], scores: list[list[float]], allowance: float = 1.0
+) -> dict[int, float | list]:
     """``by_steps`` checked by ``scores``, the PSNR of each validation image under each run
     of :func:`check_runs`: where a budget's mean PSNR falls below that of the last budget
-    not fallen by more than the standard error of their paired difference (:func:`falls`),
-    its entry becomes that budget's ``[strength, steps]``, a cap."""
+    not fallen by more than ``allowance`` standard errors of their paired difference
+    (:func:`falls`), its entry becomes that budget's ``[strength, steps]``, a cap."""
     runs, table = check_runs(options, by_steps, nfe), {int(k): v for k, v in by_steps.items()}
-    for j, (n, used) in enumerate(zip(nfe, falls(scores))):
+    for j, (n, used) in enumerate(zip(nfe, falls(scores, allowance))):
         if used != j:
             table[options.for_budget(n).steps] = [getattr(runs[used], options.strength()), runs[used].steps]
     return table
@@ -247,6 +251,7 @@ def check_budgets(
     nfe: tuple[int, ...],
     *,
     seed: int = 0,
+    offset: int = 0,
     cse=None,
 ) -> tuple[dict[int, float | list], list[list[float]]]:
     """A tuned budget table checked on other images ``(x, y)`` — validation digits, never
@@ -254,6 +259,6 @@ def check_budgets(
     ``by_steps``) runs at each budget of ``nfe`` (ascending) as a run of that budget does
     (:func:`check_runs`); where a budget scores below the last budget not fallen, its entry
     becomes that budget's ``[strength, steps]``, a cap (:func:`capped`).  Returns the checked
-    table and the PSNR of each image at each budget."""
-    scores = [evaluate(prior, task, method, x, y, seed, o, cse) for o in check_runs(options, by_steps, nfe)]
+    table and the PSNR of each image at each budget (sampler streams ``offset ..`` of ``seed``)."""
+    scores = [evaluate(prior, task, method, x, y, seed, o, cse, offset) for o in check_runs(options, by_steps, nfe)]
     return capped(options, by_steps, nfe, scores), scores
