@@ -102,7 +102,7 @@ def test_a_check_on_other_images_caps_a_budget_that_falls_there():
     assert sum(scores[1]) > sum(scores[0]) and kept == {20: 0.1, 40: 0.1}
 
 
-def test_the_check_caps_a_fall_beyond_its_standard_error_from_stored_scores():
+def test_the_check_caps_a_fall_of_the_validation_mean_from_stored_scores():
     from dmap.tune import capped, check_runs, paired_se
 
     options, table = DPSOptions(step_size=0.3, steps=40), {"20": 0.1, "40": 0.3}
@@ -110,6 +110,8 @@ def test_the_check_caps_a_fall_beyond_its_standard_error_from_stored_scores():
     assert [(o.steps, o.step_size) for o in runs] == [(20, 0.1), (40, 0.3)]
     at_20, at_40 = [20.0, 21.0, 22.0, 23.0], [20.3, 20.7, 22.3, 22.5]  # 0.05 dB lower at 40, SE 0.17
     assert 0 < sum(at_20) / 4 - sum(at_40) / 4 < paired_se(at_40, at_20)
-    assert capped(options, table, (20, 40), [at_20, at_40]) == {20: 0.1, 40: 0.3}  # within SE: kept
+    assert capped(options, table, (20, 40), [at_20, at_40]) == {20: 0.1, 40: [0.1, 20]}  # any fall: capped
+    assert capped(options, table, (20, 40), [at_20, at_40], allowance=1.0) == {20: 0.1, 40: 0.3}  # within SE
+    assert capped(options, table, (20, 40), [at_20, [v + 0.01 for v in at_20]]) == {20: 0.1, 40: 0.3}  # no fall
     fallen = [v - 0.5 for v in at_20]  # 0.5 dB lower, paired SE 0
     assert capped(options, table, (20, 40), [at_20, fallen]) == {20: 0.1, 40: [0.1, 20]}

@@ -226,13 +226,20 @@ def check_runs(options: Options, by_steps: dict, nfe: tuple[int, ...]) -> list[O
     return [b.replace(**dict(zip(("steps", options.strength()), at_steps(table, b.steps)))) for b in budgets]
 
 
+CHECK_ALLOWANCE = 0.0
+"""The check caps any fall of the validation mean (0 standard errors): on validation digits
+it left 9 held-out falls in 140 halves against 21 for a one-SE allowance, at no cost in
+PSNR (``benchmarks/check_rule.py``, docs/presets.md)."""
+
+
 def capped(
-    options: Options, by_steps: dict, nfe: tuple[int, ...], scores: list[list[float]], allowance: float = 1.0
+    options: Options, by_steps: dict, nfe: tuple[int, ...], scores: list[list[float]], allowance: float = CHECK_ALLOWANCE
 ) -> dict[int, float | list]:
     """``by_steps`` checked by ``scores``, the PSNR of each validation image under each run
     of :func:`check_runs`: where a budget's mean PSNR falls below that of the last budget
     not fallen by more than ``allowance`` standard errors of their paired difference
-    (:func:`falls`), its entry becomes that budget's ``[strength, steps]``, a cap."""
+    (:func:`falls`; :data:`CHECK_ALLOWANCE`: any fall), its entry becomes that budget's
+    ``[strength, steps]``, a cap."""
     runs, table = check_runs(options, by_steps, nfe), {int(k): v for k, v in by_steps.items()}
     for j, (n, used) in enumerate(zip(nfe, falls(scores, allowance))):
         if used != j:
