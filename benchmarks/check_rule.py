@@ -6,7 +6,7 @@ Decided on validation digits only.  Every tuned cell's check ran on two disjoint
 validation digits (``tune_presets.py``: 32 evenly spaced, ``<cell>.check.json``; the 31
 midway between them, ``<cell>.check-midway.json``).  For each rule — cap a budget whose
 mean PSNR falls below the last budget standing by more than one paired standard error
-(``se``, the shipped rule), or by any amount (``any``) — the caps are placed from one
+(``se``, the rule before this decision), or by any amount (``any``, the rule it chose) — the caps are placed from one
 half's scores and the capped table is scored on the other half, both ways round.  A capped
 budget runs its smaller budget's setting, so its score on the other half is that run's: no
 solve is needed.  Per rule: the (cell, half) pairs whose held-out PSNR falls from a smaller

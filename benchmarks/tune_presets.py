@@ -13,9 +13,9 @@ DMAP+CSE at the paper's K = 3 (``--option inner_steps=3``, the K the paper's pro
 other K: tune them alike).  The strength per budget and the caps where fewer steps did
 better come from the same trials (:func:`dmap.tune.tune_budgets`).  Then each cell's table
 is checked on ``2 --check - 1`` *validation* digits (63; the tuning's operator and noise
-seeds): the preset run at every budget as a run of that budget does, and where a budget
-scores below a smaller one by more than the paired standard error it becomes a cap at the
-smaller one's steps (:func:`dmap.tune.capped`) — eight tuning digits are too few to see a
+seeds): the preset run at every budget as a run of that budget does, and where a budget's
+mean PSNR falls below a smaller one's it becomes a cap at the smaller one's steps
+(:func:`dmap.tune.capped`, :data:`dmap.tune.CHECK_ALLOWANCE`) — eight tuning digits are too few to see a
 fall reliably (inpaint-box varies by 5 dB from digit to digit).  The check runs in two
 halves, ``--check`` digits evenly spaced (``<cell>.check.json``) and the ``--check - 1``
 midway between them (``<cell>.check-midway.json``, :func:`dmap.data.mnist_midway`); the caps
