@@ -229,8 +229,10 @@ def tuning_problem(
         raise ValueError("presets are tuned and checked on train and validation digits, never on test ones")
     if midway and (data or split == "train"):
         raise ValueError("the digits midway are a second set of validation digits")
-    x = image_set(data, n, prior.image_shape).x if data else train_images(n) if split == "train" else None
-    x = (mnist_midway if midway else mnist_spread)(n, split)[0] if x is None else x
+    if data:
+        x = image_set(data, n, prior.image_shape).x
+    else:
+        x = train_images(n) if split == "train" else (mnist_midway if midway else mnist_spread)(n, split)[0]
     if tuple(x.shape[1:]) != tuple(prior.image_shape):
         raise ValueError(
             f"the tuning images are {tuple(x.shape[1:])}, prior {prior.name} expects {prior.image_shape}"
