@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import dmap.data
-from dmap.bench import BenchConfig, BenchError, parse_method, read_store, run_bench, split_specs
+from dmap.bench import Bench, BenchConfig, BenchError, parse_method, read_store, run_bench, split_specs
 from dmap.cli import main
 
 CONFIG = BenchConfig(
@@ -341,6 +341,14 @@ def test_refresh_solves_again_only_the_cells_whose_settings_changed(reference, t
     (history,) = json.loads((out / "manifest.json").read_text())["history"]  # who solved the kept cells
     assert history["versions"]["dmap"] == "0.0.1" and len(history["cells"]) == 6 and "sr4 dps @12" not in history["cells"]
     assert run_bench(config, out, show_progress=False)  # a plain rerun resumes it
+    (out / "manifest.json").write_text(json.dumps(manifest))  # the old manifest restored over the new rows
+    with pytest.raises(BenchError, match="holds rows of 2 cells solved with other settings; --refresh redoes them"):
+        run_bench(CONFIG, out, show_progress=False)
+    assert Bench(CONFIG, out).refresh() == ["sr4 dps @12", "sr4 dps @24"]  # the rows', not the manifest's, settings
+    run_bench(CONFIG, out, show_progress=False)
+    assert {k: r["output_sha"] for k, r in by_key(read_store(out)).items() if k in old} == {
+        k: r["output_sha"] for k, r in old.items()
+    }
     with pytest.raises(BenchError, match=r"other image_ids, config.images; --refresh renews cells only"):
         run_bench(dataclasses.replace(config, images=4), out, show_progress=False, refresh=True)
 

@@ -11,6 +11,7 @@ the same arithmetic, bit for bit.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import platform
@@ -26,7 +27,7 @@ import dmap
 from dmap.api import run_method, unsuited
 from dmap.bench.quality import Perceptual
 from dmap.bench.specs import DRAW, BenchConfig, BenchError, Unit, cse_path, draw_key, parse_method, units
-from dmap.bench.store import MANIFEST, append_rows, outputs_path, read_store, row_key, save_outputs, write_store
+from dmap.bench.store import MANIFEST, append_rows, cell_key, outputs_path, read_store, row_key, save_outputs, write_store
 from dmap.data import load_kernel, load_mask, mnist_spread
 from dmap.imageset import ImageSet, image_set
 from dmap.metrics import psnr, ssim
@@ -192,6 +193,9 @@ class Bench:
                 raise BenchError(
                     f"{self.out} holds a benchmark with other settings ({', '.join(diff)} differ); use another --out or delete it"
                 )
+            stale = {cell_key(r) for r in read_store(self.out) if cell_key(r) in self.cell_ids and not self.current(r)}
+            if stale:
+                raise BenchError(f"{self.out} holds rows of {len(stale)} cells solved with other settings; --refresh redoes them")
         elif write:
             self.out.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, self.manifest)
@@ -201,8 +205,10 @@ class Bench:
         budgets, or their settings after retuned presets, a preset file, new adapters): the rows of cells
         that are gone or whose settings changed are dropped, to be solved again, and the
         manifest is rewritten (with ``history``: the versions of dmap, torch and python
-        that solved the kept cells, when they differ from these).  Returns the cells
-        dropped; refuses other differences (images, seeds, noise, prior)."""
+        that solved the kept cells, when they differ from these).  A row's settings are its
+        own (``cell``, :attr:`cell_ids`), not the manifest's: a row solved under other settings
+        is dropped whatever the manifest says.  Returns the cells to solve (rows dropped or
+        missing); refuses other differences (images, seeds, noise, prior)."""
         old = json.loads((self.out / MANIFEST).read_text())
         old["config"] = BenchConfig.from_dict(old["config"]).to_dict()  # (settings added since: their defaults)
         mine = json.loads(json.dumps(self.manifest))
@@ -211,15 +217,29 @@ class Bench:
         differ += [f"config.{k}" for k, v in fixed.items() if old["config"].get(k) != v]
         if differ:
             raise BenchError(f"{self.out} holds a benchmark with other {', '.join(differ)}; --refresh renews cells only")
-        cell_key = lambda c: (c["task"], c["method"], c["nfe_budget"])  # noqa: E731
-        kept = {cell_key(c) for c in mine["cells"] if c in old["cells"]}
-        stale = sorted({cell_key(c) for c in old["cells"]} - kept)
+        unchanged = {cell_key(c) for c in mine["cells"] if c in old["cells"]}
+        rows = [r for r in read_store(self.out) if self.current(r, unchanged)]
+        kept = {cell_key(r) for r in rows}
         history = old.get("history", [])
         if old["versions"] != mine["versions"] and kept:  # which cells older versions solved
             history = [*history, {"versions": old["versions"], "cells": [f"{t} {m} @{n}" for t, m, n in sorted(kept)]}]
-        write_store(self.out, [r for r in read_store(self.out) if cell_key(r) in kept])
+        write_store(self.out, rows)
         write_json_atomic(self.out / MANIFEST, {**mine, **({"history": history} if history else {})})
-        return [f"{t} {m} @{n}" for t, m, n in stale]
+        have = collections.Counter(cell_key(r) for r in rows)
+        return [f"{t} {m} @{n}" for t, m, n in self.cell_ids if have[t, m, n] < len(self.ids) * self.config.draws]
+
+    @cached_property
+    def cell_ids(self) -> dict[tuple, str]:
+        """``{(task, method, budget): fingerprint of the cell's settings}`` (its manifest entry),
+        which every row carries as ``cell``."""
+        return {cell_key(c): short_sha256(json.dumps(c, sort_keys=True)) for c in self.manifest["cells"]}
+
+    def current(self, row: dict, unchanged: set | None = None) -> bool:
+        """Whether ``row`` was solved with its cell's settings of now: its ``cell`` fingerprint,
+        or (rows from before rows carried it) its cell being in ``unchanged``, when given."""
+        if "cell" in row:
+            return row["cell"] == self.cell_ids.get(cell_key(row))
+        return unchanged is None or cell_key(row) in unchanged
 
     # --- the pieces of a unit -----------------------------------------------------
 
@@ -324,6 +344,7 @@ class Bench:
             "index": i,
             "batch": unit.batch,
             **({"draw": unit.draw} if self.config.draws > 1 else {}),
+            "cell": self.cell_ids[unit.task, unit.method, unit.nfe],
         }
 
     def diverged_row(self, unit: Unit, reason: str) -> dict:

@@ -21,6 +21,11 @@ STORE = "results.jsonl"
 MANIFEST = "manifest.json"
 
 
+def cell_key(row: dict) -> tuple:
+    """The (task, method, budget) cell of a row or a manifest entry."""
+    return (row["task"], row["method"], row["nfe_budget"])
+
+
 def row_key(row: dict) -> tuple:
     return (row["task"], row["method"], row["nfe_budget"], row["image"], row.get("draw", 0))
 
