@@ -353,6 +353,21 @@ def test_refresh_solves_again_only_the_cells_whose_settings_changed(reference, t
         run_bench(dataclasses.replace(config, images=4), out, show_progress=False, refresh=True)
 
 
+def test_rows_from_before_the_cell_fingerprint_are_judged_by_the_manifest(reference, tmp_path):
+    """A folder whose rows carry no ``cell`` (written by an older dmap): its manifest decides,
+    so a rerun keeps every row and --refresh has nothing to solve."""
+    import shutil
+
+    src, _ = reference
+    out = tmp_path / "bench"
+    shutil.copytree(src, out)
+    rows = read_store(out)
+    (out / "results.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "cell"}) + "\n" for r in rows))
+    assert Bench(CONFIG, out).refresh() == []
+    run_bench(CONFIG, out, show_progress=False)
+    assert [r["output_sha"] for r in read_store(out)] == [r["output_sha"] for r in rows]
+
+
 def test_several_samples_per_image_report_the_psnr_of_their_mean(tmp_path):
     """--samples 3: each row's PSNR is the mean over the image's samples, ``psnr_of_mean`` that
     of their mean (at least the worst sample's, by Jensen), and sample 0 is the one a
