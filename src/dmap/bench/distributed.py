@@ -121,7 +121,7 @@ def run_bench(
     if refresh and (out / MANIFEST).exists() and int(os.environ.get("RANK", "0")) == 0:
         stale = Bench(config, out, _device(device, 0)).refresh()
         if show_progress and stale:
-            print(f"solving {len(stale)} cells whose settings changed or whose rows are missing: {'; '.join(stale)}", file=sys.stderr)
+            print(f"solving {len(stale)} cells with changed settings or missing rows: {'; '.join(stale)}", file=sys.stderr)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:  # torchrun
         rank = int(os.environ["RANK"])
